@@ -1,0 +1,588 @@
+"""Read helpers for the API and the worker. Each takes an open Session (``store.session(readonly=True)``).
+
+Simple listings return ORM rows (usable after the session closes; large BLOB columns are deferred and not
+loaded); composite answers are frozen dataclasses. Unknown ids raise :class:`NotFoundError`.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from backend.store.blobs import unpack_f32, unpack_i32
+from backend.store.errors import NotFoundError
+from backend.store.models import (
+    Dataset,
+    Image,
+    Importance,
+    ImportanceScore,
+    Layer,
+    Neuron,
+    NeuronState,
+    Patch,
+    Run,
+    Snapshot,
+    Space,
+    SpaceSnapshot,
+)
+
+
+# --------------------------------------------------------------------------------------------------
+# result types
+@dataclass(frozen=True)
+class PatchRef:
+    """One example patch: rank among the stimuli, source image, box ``[y0,y1)×[x0,x1)``, relative file."""
+
+    rank: int
+    image_idx: int
+    y0: int
+    x0: int
+    y1: int
+    x1: int
+    file: str
+
+
+@dataclass(frozen=True)
+class NeuronTable:
+    """All neurons of a run in (layer idx, channel) order, as parallel arrays."""
+
+    neuron_id: npt.NDArray[np.int64]
+    layer_idx: npt.NDArray[np.int32]
+    channel: npt.NDArray[np.int32]
+
+
+@dataclass(frozen=True)
+class NeuronDetail:
+    """A neuron at one snapshot: identity, and — where computed — stimuli, maxima, position and patches."""
+
+    neuron_id: int
+    run_id: int
+    layer_idx: int
+    layer_name: str
+    channel: int
+    snapshot_id: int
+    epoch: int
+    space_id: int | None
+    stimuli: list[int] | None
+    maxima: list[float] | None
+    x: float | None
+    y: float | None
+    patches: list[PatchRef]
+
+
+@dataclass(frozen=True)
+class TrajectoryPoint:
+    """Position of a neuron at one computed epoch of its run, in one space."""
+
+    snapshot_id: int
+    epoch: int
+    x: float
+    y: float
+
+
+@dataclass(frozen=True)
+class Neighbour:
+    """A neuron state near a query vector (Euclidean distance in the embedding space)."""
+
+    snapshot_id: int
+    neuron_id: int
+    distance: float
+
+
+@dataclass(frozen=True)
+class ImportanceRow:
+    """One neuron's importance for an evolution, with its patches before (epoch t) and after (epoch t')."""
+
+    neuron_id: int
+    layer_idx: int
+    layer_name: str
+    channel: int
+    score: float
+    mean_s: float
+    patches_before: list[PatchRef]
+    patches_after: list[PatchRef]
+
+
+@dataclass(frozen=True)
+class ImportanceRanking:
+    """Importance of every neuron's evolution ``epoch_from → epoch_to`` for ``class_idx``, best first."""
+
+    importance_id: int
+    run_id: int
+    epoch_from: int
+    epoch_to: int
+    class_idx: int
+    n_images: int
+    rows: list[ImportanceRow]
+
+
+@dataclass(frozen=True)
+class SnapshotMetrics:
+    """Training-health metrics of one snapshot; space metrics are None where not computed in the space."""
+
+    snapshot_id: int
+    epoch: int
+    train_loss: float | None
+    train_top1: float | None
+    train_top5: float | None
+    val_loss: float | None
+    val_top1: float | None
+    val_top5: float | None
+    computed: bool
+    coverage: float | None
+    diversity: float | None
+    movement: float | None
+
+
+# --------------------------------------------------------------------------------------------------
+# listings
+def list_datasets(session: Session) -> list[Dataset]:
+    """All datasets by id."""
+    return list(session.scalars(select(Dataset).order_by(Dataset.id)).all())
+
+
+def get_dataset(session: Session, dataset_id: int) -> Dataset:
+    """The dataset with this id (NotFoundError otherwise)."""
+    ds = session.get(Dataset, dataset_id)
+    if ds is None:
+        raise NotFoundError(f"dataset {dataset_id} not found")
+    return ds
+
+
+def list_images(session: Session, dataset_id: int, offset: int = 0, limit: int | None = None) -> list[Image]:
+    """Images of a dataset in index order (a window of them with ``offset``/``limit``)."""
+    get_dataset(session, dataset_id)
+    stmt = select(Image).where(Image.dataset_id == dataset_id).order_by(Image.idx).offset(max(0, offset))
+    if limit is not None:
+        stmt = stmt.limit(max(0, limit))
+    return list(session.scalars(stmt).all())
+
+
+def get_image(session: Session, dataset_id: int, idx: int) -> Image:
+    """One image by dataset and index (NotFoundError otherwise)."""
+    img = session.get(Image, (dataset_id, idx))
+    if img is None:
+        raise NotFoundError(f"image {idx} of dataset {dataset_id} not found")
+    return img
+
+
+def list_runs(session: Session) -> list[Run]:
+    """All runs by id."""
+    return list(session.scalars(select(Run).order_by(Run.id)).all())
+
+
+def get_run(session: Session, run_id: int) -> Run:
+    """The run with this id (NotFoundError otherwise)."""
+    run = session.get(Run, run_id)
+    if run is None:
+        raise NotFoundError(f"run {run_id} not found")
+    return run
+
+
+def find_run(session: Session, name: str) -> Run:
+    """The run with this name (NotFoundError otherwise)."""
+    run = session.scalars(select(Run).where(Run.name == name)).first()
+    if run is None:
+        raise NotFoundError(f"run {name!r} not found")
+    return run
+
+
+def list_snapshots(session: Session, run_id: int) -> list[Snapshot]:
+    """Snapshots of a run by epoch."""
+    get_run(session, run_id)
+    return list(session.scalars(select(Snapshot).where(Snapshot.run_id == run_id).order_by(Snapshot.epoch)))
+
+
+def get_snapshot(session: Session, snapshot_id: int) -> Snapshot:
+    """The snapshot with this id (NotFoundError otherwise)."""
+    snap = session.get(Snapshot, snapshot_id)
+    if snap is None:
+        raise NotFoundError(f"snapshot {snapshot_id} not found")
+    return snap
+
+
+def find_snapshot(session: Session, run_id: int, epoch: int) -> Snapshot:
+    """The snapshot of ``run_id`` at ``epoch`` (NotFoundError otherwise)."""
+    snap = session.scalars(select(Snapshot).where(Snapshot.run_id == run_id, Snapshot.epoch == epoch)).first()
+    if snap is None:
+        raise NotFoundError(f"run {run_id} has no snapshot at epoch {epoch}")
+    return snap
+
+
+def list_spaces(session: Session) -> list[Space]:
+    """All spaces by id (reducer / image vectors are not loaded)."""
+    return list(session.scalars(select(Space).order_by(Space.id)).all())
+
+
+def get_space(session: Session, space_id: int) -> Space:
+    """The space with this id (NotFoundError otherwise). Its blobs load when touched in the session."""
+    space = session.get(Space, space_id)
+    if space is None:
+        raise NotFoundError(f"space {space_id} not found")
+    return space
+
+
+def list_space_snapshots(session: Session, space_id: int) -> list[tuple[SpaceSnapshot, Snapshot]]:
+    """Snapshots computed in a space, with their snapshot rows, by run then epoch (points not loaded)."""
+    get_space(session, space_id)
+    rows = session.execute(
+        select(SpaceSnapshot, Snapshot)
+        .join(Snapshot, SpaceSnapshot.snapshot_id == Snapshot.id)
+        .where(SpaceSnapshot.space_id == space_id)
+        .order_by(Snapshot.run_id, Snapshot.epoch)
+    ).all()
+    return [(ss, snap) for ss, snap in rows]
+
+
+def list_layers(session: Session, run_id: int) -> list[Layer]:
+    """Layers of a run in order (empty until the run's architecture was inspected)."""
+    get_run(session, run_id)
+    return list(session.scalars(select(Layer).where(Layer.run_id == run_id).order_by(Layer.idx)).all())
+
+
+def run_neurons(session: Session, run_id: int) -> NeuronTable:
+    """Every neuron of a run, ordered by layer index then channel (the engine's order)."""
+    get_run(session, run_id)
+    rows = session.execute(
+        select(Neuron.id, Layer.idx, Neuron.channel)
+        .join(Layer, Neuron.layer_id == Layer.id)
+        .where(Layer.run_id == run_id)
+        .order_by(Layer.idx, Neuron.channel)
+    ).all()
+    arr = np.array(rows, dtype=np.int64).reshape(-1, 3)
+    return NeuronTable(arr[:, 0].copy(), arr[:, 1].astype(np.int32), arr[:, 2].astype(np.int32))
+
+
+# --------------------------------------------------------------------------------------------------
+# space contents
+def points_blob(session: Session, space_id: int, snapshot_id: int) -> bytes | None:
+    """The packed points (see ``blobs.pack_points``) of a snapshot in a space; None if not computed."""
+    return session.scalars(
+        select(SpaceSnapshot.points).where(
+            SpaceSnapshot.space_id == space_id, SpaceSnapshot.snapshot_id == snapshot_id
+        )
+    ).first()
+
+
+def snapshot_vectors(
+    session: Session, space_id: int, snapshot_id: int
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32], npt.NDArray[np.float32]] | None:
+    """``(neuron_ids, vectors (n, dim), xy (n, 2))`` of a snapshot in a space, by neuron id, or None."""
+    rows = session.execute(
+        select(NeuronState.neuron_id, NeuronState.vector, NeuronState.x, NeuronState.y)
+        .where(NeuronState.space_id == space_id, NeuronState.snapshot_id == snapshot_id)
+        .order_by(NeuronState.neuron_id)
+    ).all()
+    if not rows:
+        return None
+    ids = np.array([r[0] for r in rows], dtype=np.int64)
+    vec = unpack_f32(b"".join(r[1] for r in rows)).reshape(len(rows), -1)
+    xy = np.array([(r[2], r[3]) for r in rows], dtype=np.float32)
+    return ids, vec, xy
+
+
+def previous_computed_snapshot(session: Session, space_id: int, snapshot_id: int) -> Snapshot | None:
+    """The latest snapshot of the same run, at an earlier epoch, already computed in this space (or None).
+
+    The worker uses it to compute ``movement``.
+    """
+    snap = get_snapshot(session, snapshot_id)
+    return session.scalars(
+        select(Snapshot)
+        .join(SpaceSnapshot, SpaceSnapshot.snapshot_id == Snapshot.id)
+        .where(
+            SpaceSnapshot.space_id == space_id,
+            Snapshot.run_id == snap.run_id,
+            Snapshot.epoch < snap.epoch,
+        )
+        .order_by(Snapshot.epoch.desc())
+        .limit(1)
+    ).first()
+
+
+def _patch_refs(session: Session, snapshot_id: int, neuron_ids: list[int]) -> dict[int, list[PatchRef]]:
+    out: dict[int, list[PatchRef]] = {n: [] for n in neuron_ids}
+    for i in range(0, len(neuron_ids), 500):
+        chunk = neuron_ids[i : i + 500]
+        for p in session.scalars(
+            select(Patch)
+            .where(Patch.snapshot_id == snapshot_id, Patch.neuron_id.in_(chunk))
+            .order_by(Patch.neuron_id, Patch.rank)
+        ):
+            out[p.neuron_id].append(PatchRef(p.rank, p.image_idx, p.y0, p.x0, p.y1, p.x1, p.file))
+    return out
+
+
+def patches_of(session: Session, snapshot_id: int, neuron_id: int) -> list[PatchRef]:
+    """A neuron's patches at a snapshot, by rank (empty if none were made)."""
+    return _patch_refs(session, snapshot_id, [neuron_id])[neuron_id]
+
+
+def get_patch(session: Session, snapshot_id: int, neuron_id: int, rank: int) -> PatchRef:
+    """One patch by (snapshot, neuron, rank) (NotFoundError otherwise) — the API serves ``file`` from it."""
+    p = session.get(Patch, (snapshot_id, neuron_id, rank))
+    if p is None:
+        raise NotFoundError(f"patch {rank} of neuron {neuron_id} at snapshot {snapshot_id} not found")
+    return PatchRef(p.rank, p.image_idx, p.y0, p.x0, p.y1, p.x1, p.file)
+
+
+def _neuron_identity(session: Session, neuron_id: int) -> tuple[int, int, str, int]:
+    row = session.execute(
+        select(Layer.run_id, Layer.idx, Layer.name, Neuron.channel)
+        .join(Layer, Neuron.layer_id == Layer.id)
+        .where(Neuron.id == neuron_id)
+    ).first()
+    if row is None:
+        raise NotFoundError(f"neuron {neuron_id} not found")
+    return int(row[0]), int(row[1]), str(row[2]), int(row[3])
+
+
+def neuron_detail(
+    session: Session, neuron_id: int, snapshot_id: int, space_id: int | None = None
+) -> NeuronDetail:
+    """A neuron at a snapshot: layer, channel, stimuli + maxima and position (from ``space_id``, or — for
+    stimuli only — any space where the snapshot was computed), and its patches.
+    The snapshot must belong to the neuron's run.
+    """
+    run_id, layer_idx, layer_name, channel = _neuron_identity(session, neuron_id)
+    snap = get_snapshot(session, snapshot_id)
+    if snap.run_id != run_id:
+        raise NotFoundError(f"snapshot {snapshot_id} is not a snapshot of neuron {neuron_id}'s run {run_id}")
+    stmt = select(NeuronState).where(
+        NeuronState.snapshot_id == snapshot_id, NeuronState.neuron_id == neuron_id
+    )
+    if space_id is not None:
+        get_space(session, space_id)
+        stmt = stmt.where(NeuronState.space_id == space_id)
+    state = session.scalars(stmt.order_by(NeuronState.space_id).limit(1)).first()
+    in_space = state is not None and space_id is not None
+    return NeuronDetail(
+        neuron_id=neuron_id,
+        run_id=run_id,
+        layer_idx=layer_idx,
+        layer_name=layer_name,
+        channel=channel,
+        snapshot_id=snapshot_id,
+        epoch=snap.epoch,
+        space_id=space_id,
+        stimuli=unpack_i32(state.stimuli).tolist() if state is not None else None,
+        maxima=unpack_f32(state.maxima).tolist() if state is not None else None,
+        x=state.x if in_space and state is not None else None,
+        y=state.y if in_space and state is not None else None,
+        patches=patches_of(session, snapshot_id, neuron_id),
+    )
+
+
+def trajectory(session: Session, space_id: int, neuron_id: int) -> list[TrajectoryPoint]:
+    """The neuron's 2-D position at every epoch of its run computed in the space, by epoch."""
+    get_space(session, space_id)
+    _neuron_identity(session, neuron_id)
+    rows = session.execute(
+        select(NeuronState.snapshot_id, Snapshot.epoch, NeuronState.x, NeuronState.y)
+        .join(Snapshot, NeuronState.snapshot_id == Snapshot.id)
+        .where(NeuronState.space_id == space_id, NeuronState.neuron_id == neuron_id)
+        .order_by(Snapshot.epoch)
+    ).all()
+    return [TrajectoryPoint(int(s), int(e), float(x), float(y)) for s, e, x, y in rows]
+
+
+# --------------------------------------------------------------------------------------------------
+# nearest neighbours, cached per (database, space) and validated by the space's computed-snapshot token
+_NN_CACHE: OrderedDict[tuple[str, int], tuple[Any, npt.NDArray[np.int64], npt.NDArray[np.float32]]] = (
+    OrderedDict()
+)
+_NN_LOCK = threading.Lock()
+_NN_MAX_SPACES = 4
+
+
+def invalidate_space_cache(space_id: int | None = None) -> None:
+    """Drop cached neighbour matrices (of one space, or all). Writers call this; other processes notice a
+    changed space through the validation token instead."""
+    with _NN_LOCK:
+        for key in [k for k in _NN_CACHE if space_id is None or k[1] == space_id]:
+            del _NN_CACHE[key]
+
+
+def _space_matrix(session: Session, space_id: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+    token = tuple(
+        session.execute(
+            select(func.count(), func.max(SpaceSnapshot.computed_at), func.sum(SpaceSnapshot.n_points)).where(
+                SpaceSnapshot.space_id == space_id
+            )
+        ).one()
+    )
+    key = (str(session.get_bind().engine.url), space_id)
+    with _NN_LOCK:
+        hit = _NN_CACHE.get(key)
+        if hit is not None and hit[0] == token:
+            _NN_CACHE.move_to_end(key)
+            return hit[1], hit[2]
+    rows = session.execute(
+        select(NeuronState.snapshot_id, NeuronState.neuron_id, NeuronState.vector)
+        .where(NeuronState.space_id == space_id)
+        .order_by(NeuronState.snapshot_id, NeuronState.neuron_id)
+    ).all()
+    ids = np.array([(r[0], r[1]) for r in rows], dtype=np.int64).reshape(-1, 2)
+    mat = (
+        unpack_f32(b"".join(r[2] for r in rows)).reshape(len(rows), -1)
+        if rows
+        else np.zeros((0, 0), np.float32)
+    )
+    with _NN_LOCK:
+        _NN_CACHE[key] = (token, ids, mat)
+        _NN_CACHE.move_to_end(key)
+        while len(_NN_CACHE) > _NN_MAX_SPACES:
+            _NN_CACHE.popitem(last=False)
+    return ids, mat
+
+
+def nearest_neighbours(
+    session: Session, space_id: int, vector: npt.ArrayLike, k: int = 10
+) -> list[Neighbour]:
+    """The ``k`` neuron states (any snapshot) of the space closest to ``vector``, nearest first.
+
+    Ties break by (snapshot id, neuron id). States with non-finite vectors are ignored.
+    """
+    get_space(session, space_id)
+    ids, mat = _space_matrix(session, space_id)
+    q = np.asarray(vector, dtype=np.float32).reshape(-1)
+    if len(ids) == 0 or k <= 0:
+        return []
+    if mat.shape[1] != q.shape[0]:
+        raise ValueError(
+            f"space {space_id}: query vector has {q.shape[0]} dims, the space has {mat.shape[1]}"
+        )
+    d = np.sqrt(((mat - q[None, :]) ** 2).sum(axis=1, dtype=np.float64))
+    d[~np.isfinite(d)] = np.inf
+    order = np.lexsort((ids[:, 1], ids[:, 0], d))[: min(k, len(d))]
+    return [Neighbour(int(ids[i, 0]), int(ids[i, 1]), float(d[i])) for i in order if np.isfinite(d[i])]
+
+
+# --------------------------------------------------------------------------------------------------
+# importance and metrics
+def importance_ranking(
+    session: Session,
+    run_id: int,
+    epoch_from: int,
+    epoch_to: int,
+    class_idx: int,
+    limit: int = 50,
+    layer_idx: int | None = None,
+) -> ImportanceRanking | None:
+    """Neurons ranked by importance (highest I_n first, ties by neuron id) with before/after patch refs;
+    None if this (run, t, t', class) has not been computed. ``layer_idx`` restricts to one layer.
+    """
+    get_run(session, run_id)
+    imp = session.scalars(
+        select(Importance).where(
+            Importance.run_id == run_id,
+            Importance.epoch_from == epoch_from,
+            Importance.epoch_to == epoch_to,
+            Importance.class_idx == class_idx,
+        )
+    ).first()
+    if imp is None:
+        return None
+    stmt = (
+        select(
+            ImportanceScore.neuron_id,
+            ImportanceScore.score,
+            ImportanceScore.mean_s,
+            Layer.idx,
+            Layer.name,
+            Neuron.channel,
+        )
+        .join(Neuron, ImportanceScore.neuron_id == Neuron.id)
+        .join(Layer, Neuron.layer_id == Layer.id)
+        .where(ImportanceScore.importance_id == imp.id)
+        .order_by(ImportanceScore.score.desc(), ImportanceScore.neuron_id)
+        .limit(max(0, limit))
+    )
+    if layer_idx is not None:
+        stmt = stmt.where(Layer.idx == layer_idx)
+    rows = session.execute(stmt).all()
+    nids = [int(r[0]) for r in rows]
+    snaps = {
+        s.epoch: s.id
+        for s in session.scalars(
+            select(Snapshot).where(Snapshot.run_id == run_id, Snapshot.epoch.in_([epoch_from, epoch_to]))
+        )
+    }
+    before = _patch_refs(session, snaps[epoch_from], nids) if epoch_from in snaps else {}
+    after = _patch_refs(session, snaps[epoch_to], nids) if epoch_to in snaps else {}
+    return ImportanceRanking(
+        importance_id=imp.id,
+        run_id=run_id,
+        epoch_from=imp.epoch_from,
+        epoch_to=imp.epoch_to,
+        class_idx=imp.class_idx,
+        n_images=imp.n_images,
+        rows=[
+            ImportanceRow(
+                neuron_id=int(r[0]),
+                layer_idx=int(r[3]),
+                layer_name=str(r[4]),
+                channel=int(r[5]),
+                score=float(r[1]),
+                mean_s=float(r[2]),
+                patches_before=before.get(int(r[0]), []),
+                patches_after=after.get(int(r[0]), []),
+            )
+            for r in rows
+        ],
+    )
+
+
+def list_importances(session: Session, run_id: int) -> list[Importance]:
+    """Importance computations of a run, by (epoch_from, epoch_to, class_idx)."""
+    get_run(session, run_id)
+    return list(
+        session.scalars(
+            select(Importance)
+            .where(Importance.run_id == run_id)
+            .order_by(Importance.epoch_from, Importance.epoch_to, Importance.class_idx)
+        )
+    )
+
+
+def run_metrics(session: Session, run_id: int, space_id: int | None = None) -> list[SnapshotMetrics]:
+    """Per snapshot of a run (by epoch): accuracy/loss; coverage/diversity/movement in ``space_id``."""
+    get_run(session, run_id)
+    spaced: dict[int, SpaceSnapshot] = {}
+    if space_id is not None:
+        get_space(session, space_id)
+        spaced = {
+            ss.snapshot_id: ss
+            for ss in session.scalars(
+                select(SpaceSnapshot)
+                .join(Snapshot, SpaceSnapshot.snapshot_id == Snapshot.id)
+                .where(SpaceSnapshot.space_id == space_id, Snapshot.run_id == run_id)
+            )
+        }
+    out: list[SnapshotMetrics] = []
+    for s in list_snapshots(session, run_id):
+        ss = spaced.get(s.id)
+        out.append(
+            SnapshotMetrics(
+                snapshot_id=s.id,
+                epoch=s.epoch,
+                train_loss=s.train_loss,
+                train_top1=s.train_top1,
+                train_top5=s.train_top5,
+                val_loss=s.val_loss,
+                val_top1=s.val_top1,
+                val_top5=s.val_top5,
+                computed=ss is not None,
+                coverage=ss.coverage if ss is not None else None,
+                diversity=ss.diversity if ss is not None else None,
+                movement=ss.movement if ss is not None else None,
+            )
+        )
+    return out

@@ -1,0 +1,105 @@
+"""Schema versioning: create on an empty database, migrate an older one, refuse a newer or foreign one.
+
+The version lives in the single row of ``schema_info`` (``app = "conceptevo"``). ``MIGRATIONS[v]`` upgrades a
+database from version ``v`` to ``v + 1`` inside the opening transaction; :func:`ensure_schema` applies them in
+order, so a database several versions old is brought up to date step by step, or left untouched on error.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from sqlalchemy import Engine, inspect, select, text, update
+from sqlalchemy.engine import Connection
+
+from backend.store import dialects
+from backend.store.errors import StoreError
+from backend.store.models import Base, SchemaInfo
+
+log = logging.getLogger(__name__)
+
+APP_NAME = "conceptevo"
+SCHEMA_VERSION = 1
+"""The schema version this code reads and writes."""
+
+Migration = Callable[[Connection], None]
+
+
+def _migrate_v0_to_v1(conn: Connection) -> None:
+    """v0 (pre-release) → v1: the job queue gains ``active_key`` with a UNIQUE index (race-safe dedupe).
+
+    Back-fills ``active_key = dedupe_key`` for queued/running jobs; if a v0 database holds two identical
+    active jobs, the younger ones are cancelled first so that the unique index can be built.
+    """
+    conn.execute(text("ALTER TABLE jobs ADD COLUMN active_key VARCHAR(64)"))
+    rows = conn.execute(
+        text("SELECT id, dedupe_key FROM jobs WHERE status IN ('queued', 'running') ORDER BY created_at, id")
+    ).all()
+    seen: set[str] = set()
+    for job_id, key in rows:
+        if key in seen:
+            conn.execute(
+                text("UPDATE jobs SET status = 'cancelled', error = :e WHERE id = :id"),
+                {"id": job_id, "e": "cancelled by schema migration v0→v1: duplicate of an active job"},
+            )
+        else:
+            seen.add(key)
+            conn.execute(text("UPDATE jobs SET active_key = :k WHERE id = :id"), {"k": key, "id": job_id})
+    conn.execute(text("CREATE UNIQUE INDEX ux_jobs_active_key ON jobs (active_key)"))
+
+
+MIGRATIONS: dict[int, Migration] = {0: _migrate_v0_to_v1}
+"""``MIGRATIONS[v]`` migrates schema version ``v`` to ``v + 1``."""
+
+
+def ensure_schema(engine: Engine, label: str) -> None:
+    """Create, check or migrate the schema of the database behind ``engine`` (``label`` names it in messages).
+
+    Raises :class:`StoreError` for a foreign database (tables but no ``schema_info``, or another app's), a
+    newer schema, or an older one without a migration path.
+    """
+    with engine.begin() as conn:  # BEGIN IMMEDIATE on SQLite: one process at a time creates/migrates
+        dialects.lock_schema(conn)
+        tables = {t for t in inspect(conn).get_table_names() if not t.startswith("sqlite_")}
+        if not tables:
+            Base.metadata.create_all(conn)
+            conn.execute(
+                SchemaInfo.__table__.insert().values(id=1, app=APP_NAME, schema_version=SCHEMA_VERSION)
+            )
+            log.info("created ConceptEvo schema v%d in %s", SCHEMA_VERSION, label)
+            return
+        if "schema_info" not in tables:
+            shown = ", ".join(sorted(tables)[:4]) + (", …" if len(tables) > 4 else "")
+            raise StoreError(
+                f"{label} is not a ConceptEvo database (it has tables {shown} but no schema_info); "
+                "point CONCEPTEVO_DB elsewhere"
+            )
+        rows = conn.execute(select(SchemaInfo.app, SchemaInfo.schema_version)).all()
+        if len(rows) != 1 or rows[0].app != APP_NAME:
+            app = rows[0].app if rows else "nothing"
+            raise StoreError(
+                f"{label} is not a ConceptEvo database (its schema_info names {app!r}); "
+                "point CONCEPTEVO_DB elsewhere"
+            )
+        version = int(rows[0].schema_version)
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"{label} was written by ConceptEvo schema {version}; "
+                f"this version reads schema {SCHEMA_VERSION} "
+                "— upgrade ConceptEvo or point CONCEPTEVO_DB elsewhere"
+            )
+        while version < SCHEMA_VERSION:
+            step = MIGRATIONS.get(version)
+            if step is None:
+                raise StoreError(
+                    f"{label} has ConceptEvo schema {version}, which this version cannot migrate to schema "
+                    f"{SCHEMA_VERSION}; rebuild it or point CONCEPTEVO_DB elsewhere"
+                )
+            step(conn)
+            version += 1
+            conn.execute(update(SchemaInfo).where(SchemaInfo.id == 1).values(schema_version=version))
+            log.warning("migrated %s to ConceptEvo schema v%d", label, version)
+        missing = set(Base.metadata.tables) - tables
+        if missing:  # a migration that only adds tables need not spell them out
+            Base.metadata.create_all(conn, tables=[Base.metadata.tables[t] for t in sorted(missing)])

@@ -1,0 +1,423 @@
+"""Write helpers. Each takes an open Session (from ``store.session()`` or ``finishing``)
+and is idempotent: calling it again with the same arguments leaves the database as one call would.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import PurePosixPath, PureWindowsPath
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from sqlalchemy import delete, insert, select
+from sqlalchemy.orm import Session
+
+from backend.store.blobs import pack_f32, pack_i32, pack_points, pack_u8
+from backend.store.errors import ConflictError, NotFoundError
+from backend.store.models import (
+    Dataset,
+    Image,
+    Importance,
+    ImportanceScore,
+    Layer,
+    Neuron,
+    NeuronState,
+    Patch,
+    Run,
+    Snapshot,
+    Space,
+    SpaceSnapshot,
+    utcnow,
+)
+from backend.store.queries import invalidate_space_cache
+
+log = logging.getLogger(__name__)
+
+_SNAPSHOT_METRICS = ("train_loss", "train_top1", "train_top5", "val_loss", "val_top1", "val_top5")
+_PATCH_FIELDS = ("neuron_id", "rank", "image_idx", "y0", "x0", "y1", "x1", "file")
+_CHUNK = 5000
+
+
+def _bulk_insert(session: Session, model: type[Any], rows: list[dict[str, Any]]) -> None:
+    for i in range(0, len(rows), _CHUNK):
+        session.execute(insert(model), rows[i : i + _CHUNK])
+
+
+def register_dataset(
+    session: Session,
+    name: str,
+    root: str,
+    class_names: Sequence[str],
+    images: Sequence[tuple[str, int]],
+) -> Dataset:
+    """Register a dataset and its images ``(rel_path, label)`` in index order; returns the ``Dataset``.
+
+    Registering the same name again with the same images is a no-op (root and class names are updated);
+    different images under an existing name raise :class:`ConflictError`.
+    """
+    if not name:
+        raise ValueError("dataset name must not be empty")
+    n_classes = len(class_names)
+    for i, (_rel, label) in enumerate(images):
+        if not 0 <= int(label) < n_classes:
+            raise ValueError(f"dataset {name!r}: image {i} has label {label}, outside 0..{n_classes - 1}")
+    ds = session.scalars(select(Dataset).where(Dataset.name == name)).first()
+    if ds is not None:
+        stored = session.execute(
+            select(Image.rel_path, Image.label).where(Image.dataset_id == ds.id).order_by(Image.idx)
+        ).all()
+        if [(r, int(lab)) for r, lab in stored] != [(str(r), int(lab)) for r, lab in images]:
+            raise ConflictError(
+                f"dataset {name!r} is already registered with {len(stored)} different images; "
+                "choose another name"
+            )
+        ds.root = str(root)
+        ds.class_names = list(class_names)
+        session.flush()
+        return ds
+    ds = Dataset(
+        name=name, root=str(root), n_images=len(images), class_names=list(class_names), created_at=utcnow()
+    )
+    session.add(ds)
+    session.flush()
+    _bulk_insert(
+        session,
+        Image,
+        [
+            {"dataset_id": ds.id, "idx": i, "rel_path": str(r), "label": int(lab)}
+            for i, (r, lab) in enumerate(images)
+        ],
+    )
+    log.info("registered dataset %s (%d images)", name, len(images))
+    return ds
+
+
+def register_run(
+    session: Session,
+    name: str,
+    arch: str,
+    checkpoint_dir: str,
+    dataset_id: int,
+    num_classes: int,
+    notes: str = "",
+) -> Run:
+    """Register a training run (idempotent by name).
+
+    An existing run of that name with another ``arch``, dataset or class count raises :class:`ConflictError`;
+    otherwise its checkpoint directory and notes are updated.
+    """
+    if session.get(Dataset, dataset_id) is None:
+        raise NotFoundError(f"dataset {dataset_id} not found")
+    run = session.scalars(select(Run).where(Run.name == name)).first()
+    if run is not None:
+        if (run.arch, run.dataset_id, run.num_classes) != (arch, dataset_id, num_classes):
+            raise ConflictError(
+                f"run {name!r} already exists with arch {run.arch!r}, dataset {run.dataset_id}, "
+                f"{run.num_classes} classes; choose another name"
+            )
+        run.checkpoint_dir = str(checkpoint_dir)
+        run.notes = notes or run.notes
+        session.flush()
+        return run
+    run = Run(
+        name=name,
+        arch=arch,
+        checkpoint_dir=str(checkpoint_dir),
+        dataset_id=dataset_id,
+        num_classes=int(num_classes),
+        notes=notes,
+        created_at=utcnow(),
+    )
+    session.add(run)
+    session.flush()
+    log.info("registered run %s", name)
+    return run
+
+
+def upsert_snapshot(
+    session: Session, run_id: int, epoch: int, checkpoint_path: str, **metrics: float | None
+) -> Snapshot:
+    """Create or update the snapshot (run, epoch). ``metrics``: any of train_/val_ loss, top1, top5.
+
+    Metrics passed as None (or not passed) keep their stored value.
+    """
+    unknown = set(metrics) - set(_SNAPSHOT_METRICS)
+    if unknown:
+        raise ValueError(f"unknown snapshot metric(s) {sorted(unknown)}; expected {_SNAPSHOT_METRICS}")
+    if session.get(Run, run_id) is None:
+        raise NotFoundError(f"run {run_id} not found")
+    snap = session.scalars(select(Snapshot).where(Snapshot.run_id == run_id, Snapshot.epoch == epoch)).first()
+    if snap is None:
+        snap = Snapshot(run_id=run_id, epoch=int(epoch), checkpoint_path=str(checkpoint_path))
+        session.add(snap)
+    else:
+        snap.checkpoint_path = str(checkpoint_path)
+    for key, value in metrics.items():
+        if value is not None:
+            setattr(snap, key, float(value))
+    session.flush()
+    return snap
+
+
+def register_layers(session: Session, run_id: int, layers: Sequence[tuple[str, int]]) -> list[Layer]:
+    """Create the run's layers ``(dotted name, channels)`` in order, with one ``Neuron`` per channel.
+
+    Idempotent: the same layers again return the existing rows; different layers raise :class:`ConflictError`.
+    """
+    if session.get(Run, run_id) is None:
+        raise NotFoundError(f"run {run_id} not found")
+    existing = list(session.scalars(select(Layer).where(Layer.run_id == run_id).order_by(Layer.idx)).all())
+    wanted = [(str(n), int(c)) for n, c in layers]
+    if existing:
+        if [(la.name, la.channels) for la in existing] != wanted:
+            raise ConflictError(
+                f"run {run_id} already has layers {[(la.name, la.channels) for la in existing][:3]}…, "
+                f"not {wanted[:3]}…"
+            )
+        return existing
+    if len({n for n, _ in wanted}) != len(wanted):
+        raise ValueError(f"run {run_id}: duplicate layer names in {[n for n, _ in wanted]}")
+    out: list[Layer] = []
+    for idx, (lname, channels) in enumerate(wanted):
+        if channels <= 0:
+            raise ValueError(f"run {run_id}: layer {lname!r} has {channels} channels")
+        layer = Layer(run_id=run_id, idx=idx, name=lname, channels=channels)
+        session.add(layer)
+        out.append(layer)
+    session.flush()
+    _bulk_insert(
+        session,
+        Neuron,
+        [{"layer_id": la.id, "channel": c} for la in out for c in range(la.channels)],
+    )
+    log.info("registered %d layers (%d neurons) for run %d", len(out), sum(la.channels for la in out), run_id)
+    return out
+
+
+def write_space(
+    session: Session,
+    name: str,
+    base_snapshot_id: int,
+    dataset_id: int,
+    params: Mapping[str, Any],
+    reducer: bytes | None,
+    image_vectors: npt.ArrayLike | None,
+    covered: npt.ArrayLike | None,
+    stats: Mapping[str, Any],
+) -> Space:
+    """Create a space, or rebuild an existing one of that name (its computed snapshots are then deleted,
+    since their positions came from the old reducer). ``image_vectors`` float32 ``n_images × dim``;
+    ``covered`` a boolean mask over images.
+    """
+    space = session.scalars(select(Space).where(Space.name == name)).first()
+    if space is None:
+        space = Space(name=name, created_at=utcnow())
+        session.add(space)
+    else:
+        _delete_space_snapshots(session, space.id)
+    space.base_snapshot_id = base_snapshot_id
+    space.dataset_id = dataset_id
+    space.params = dict(params)
+    space.reducer = reducer
+    space.image_vectors = pack_f32(image_vectors) if image_vectors is not None else None
+    space.covered = pack_u8(covered) if covered is not None else None
+    space.stats = dict(stats)
+    session.flush()
+    return space
+
+
+def _delete_space_snapshots(session: Session, space_id: int, snapshot_id: int | None = None) -> None:
+    ns = delete(NeuronState).where(NeuronState.space_id == space_id)
+    ss = delete(SpaceSnapshot).where(SpaceSnapshot.space_id == space_id)
+    if snapshot_id is not None:
+        ns = ns.where(NeuronState.snapshot_id == snapshot_id)
+        ss = ss.where(SpaceSnapshot.snapshot_id == snapshot_id)
+    session.execute(ns)
+    session.execute(ss)
+    invalidate_space_cache(space_id)
+
+
+def write_snapshot_in_space(
+    session: Session,
+    space_id: int,
+    snapshot_id: int,
+    neuron_ids: npt.ArrayLike,
+    stimuli: npt.ArrayLike,
+    maxima: npt.ArrayLike,
+    vectors: npt.ArrayLike,
+    xy: npt.ArrayLike,
+    coverage: float | None,
+    diversity: float | None,
+    movement: float | None,
+) -> SpaceSnapshot:
+    """Store every neuron's state of one snapshot in one space, replacing what was there (idempotent).
+
+    Shapes: ``neuron_ids`` (n,), ``stimuli`` (n, k) image indices, ``maxima`` (n, k), ``vectors`` (n, dim),
+    ``xy`` (n, 2). Also packs the snapshot's ``points`` blob (neuron_id, layer_idx, x, y) in neuron order.
+    """
+    ids = np.asarray(neuron_ids, dtype=np.int64).reshape(-1)
+    n = len(ids)
+    stim = np.asarray(stimuli)
+    maxi = np.asarray(maxima, dtype=np.float32)
+    vec = np.asarray(vectors, dtype=np.float32)
+    pos = np.asarray(xy, dtype=np.float32)
+    if stim.ndim != 2 or stim.shape[0] != n or maxi.shape != stim.shape:
+        raise ValueError(
+            f"space {space_id} snapshot {snapshot_id}: stimuli {stim.shape} / maxima {maxi.shape} "
+            f"must both be (n={n}, k)"
+        )
+    if vec.ndim != 2 or vec.shape[0] != n:
+        raise ValueError(f"space {space_id} snapshot {snapshot_id}: vectors {vec.shape} must be (n={n}, dim)")
+    if pos.shape != (n, 2):
+        raise ValueError(f"space {space_id} snapshot {snapshot_id}: xy {pos.shape} must be (n={n}, 2)")
+    if len(np.unique(ids)) != n:
+        raise ValueError(f"space {space_id} snapshot {snapshot_id}: duplicate neuron ids")
+    if session.get(Space, space_id) is None:
+        raise NotFoundError(f"space {space_id} not found")
+    snap = session.get(Snapshot, snapshot_id)
+    if snap is None:
+        raise NotFoundError(f"snapshot {snapshot_id} not found")
+    layer_of = dict(
+        session.execute(
+            select(Neuron.id, Layer.idx)
+            .join(Layer, Neuron.layer_id == Layer.id)
+            .where(Layer.run_id == snap.run_id)
+        ).all()
+    )
+    missing = [int(i) for i in ids if int(i) not in layer_of]
+    if missing:
+        raise ValueError(
+            f"space {space_id} snapshot {snapshot_id}: neuron ids {missing[:5]} are not neurons of run "
+            f"{snap.run_id}"
+        )
+    layer_idx = np.array([layer_of[int(i)] for i in ids], dtype=np.int32)
+    _delete_space_snapshots(session, space_id, snapshot_id)
+    session.add(
+        SpaceSnapshot(
+            space_id=space_id,
+            snapshot_id=snapshot_id,
+            computed_at=utcnow(),
+            coverage=None if coverage is None else float(coverage),
+            diversity=None if diversity is None else float(diversity),
+            movement=None if movement is None else float(movement),
+            n_points=n,
+            points=pack_points(ids, layer_idx, pos[:, 0], pos[:, 1]),
+        )
+    )
+    session.flush()
+    _bulk_insert(
+        session,
+        NeuronState,
+        [
+            {
+                "space_id": space_id,
+                "snapshot_id": snapshot_id,
+                "neuron_id": int(ids[i]),
+                "stimuli": pack_i32(stim[i]),
+                "maxima": pack_f32(maxi[i]),
+                "vector": pack_f32(vec[i]),
+                "x": float(pos[i, 0]),
+                "y": float(pos[i, 1]),
+            }
+            for i in range(n)
+        ],
+    )
+    log.info("wrote %d neuron states of snapshot %d in space %d", n, snapshot_id, space_id)
+    ss = session.get(SpaceSnapshot, (space_id, snapshot_id))
+    assert ss is not None
+    return ss
+
+
+def _check_patch_file(snapshot_id: int, file: str) -> str:
+    f = str(file)
+    if (
+        not f
+        or PurePosixPath(f).is_absolute()
+        or PureWindowsPath(f).is_absolute()
+        or ".." in PurePosixPath(f.replace("\\", "/")).parts
+    ):
+        raise ValueError(
+            f"snapshot {snapshot_id}: patch file {f!r} must be a relative path inside the data dir"
+        )
+    return f
+
+
+def write_patches(session: Session, snapshot_id: int, patches: Sequence[Mapping[str, Any]]) -> int:
+    """Store patch references of one snapshot; each item has ``neuron_id, rank, image_idx,
+    y0, x0, y1, x1, file`` (``file`` relative to the data directory). Existing patches of the neurons present
+    are replaced. Returns the number of rows written.
+    """
+    if session.get(Snapshot, snapshot_id) is None:
+        raise NotFoundError(f"snapshot {snapshot_id} not found")
+    rows: list[dict[str, Any]] = []
+    for p in patches:
+        missing = [k for k in _PATCH_FIELDS if k not in p]
+        if missing:
+            raise ValueError(f"snapshot {snapshot_id}: patch {dict(p)!r} lacks {missing}")
+        row = {k: int(p[k]) for k in _PATCH_FIELDS if k != "file"}
+        row["file"] = _check_patch_file(snapshot_id, p["file"])
+        row["snapshot_id"] = snapshot_id
+        rows.append(row)
+    neurons = sorted({r["neuron_id"] for r in rows})
+    for i in range(0, len(neurons), 500):
+        session.execute(
+            delete(Patch).where(Patch.snapshot_id == snapshot_id, Patch.neuron_id.in_(neurons[i : i + 500]))
+        )
+    _bulk_insert(session, Patch, rows)
+    return len(rows)
+
+
+def write_importance(
+    session: Session,
+    run_id: int,
+    epoch_from: int,
+    epoch_to: int,
+    class_idx: int,
+    n_images: int,
+    neuron_ids: npt.ArrayLike,
+    scores: npt.ArrayLike,
+    mean_s: npt.ArrayLike,
+) -> Importance:
+    """Store the importance of every neuron's evolution ``epoch_from → epoch_to`` for one class (replaces)."""
+    ids = np.asarray(neuron_ids, dtype=np.int64).reshape(-1)
+    sc = np.asarray(scores, dtype=np.float64).reshape(-1)
+    ms = np.asarray(mean_s, dtype=np.float64).reshape(-1)
+    if not len(ids) == len(sc) == len(ms):
+        raise ValueError(
+            f"run {run_id} importance: {len(ids)} ids, {len(sc)} scores, {len(ms)} mean_s differ"
+        )
+    if session.get(Run, run_id) is None:
+        raise NotFoundError(f"run {run_id} not found")
+    old = session.scalars(
+        select(Importance).where(
+            Importance.run_id == run_id,
+            Importance.epoch_from == epoch_from,
+            Importance.epoch_to == epoch_to,
+            Importance.class_idx == class_idx,
+        )
+    ).first()
+    if old is not None:
+        session.execute(delete(ImportanceScore).where(ImportanceScore.importance_id == old.id))
+        session.delete(old)
+        session.flush()
+    imp = Importance(
+        run_id=run_id,
+        epoch_from=int(epoch_from),
+        epoch_to=int(epoch_to),
+        class_idx=int(class_idx),
+        n_images=int(n_images),
+        created_at=utcnow(),
+    )
+    session.add(imp)
+    session.flush()
+    _bulk_insert(
+        session,
+        ImportanceScore,
+        [
+            {"importance_id": imp.id, "neuron_id": int(ids[i]), "score": float(sc[i]), "mean_s": float(ms[i])}
+            for i in range(len(ids))
+        ],
+    )
+    return imp

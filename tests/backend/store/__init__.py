@@ -1,0 +1,1 @@
+"""Tests of backend.store (schema, queue, read/write helpers)."""

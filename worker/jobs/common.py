@@ -1,0 +1,141 @@
+"""Shared glue of the job handlers: load what a job names from the store, cached per worker process."""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy import select
+
+from backend.store import (
+    Dataset,
+    Layer,
+    Run,
+    Snapshot,
+    Space,
+    data_dir,
+    find_run,
+    find_snapshot,
+    run_neurons,
+    unpack_f32,
+    unpack_u8,
+)
+from backend.store.errors import NotFoundError
+from worker.data.imagefolder import ImageFolderDataset
+from worker.engine.projection import Projection
+from worker.errors import ConceptEvoError
+from worker.models.checkpoints import load_model
+from worker.models.layers import LayerSpec, resolve_layers
+from worker.runner import JobContext
+
+log = logging.getLogger(__name__)
+
+
+def require(params: dict[str, Any], key: str, kind: type, job_kind: str) -> Any:
+    """A job parameter of the right type, or a one-line error naming it."""
+    if key not in params:
+        raise ConceptEvoError(f"{job_kind} job: parameter {key!r} is missing")
+    value = params[key]
+    if not isinstance(value, kind) or isinstance(value, bool) and kind is int:
+        raise ConceptEvoError(f"{job_kind} job: parameter {key!r} must be {kind.__name__}, got {value!r}")
+    return value
+
+
+def load_run(session, name: str) -> Run:
+    try:
+        return find_run(session, name)
+    except NotFoundError as exc:
+        raise ConceptEvoError(str(exc)) from exc
+
+
+def load_snapshot(session, run: Run, epoch: int) -> Snapshot:
+    try:
+        return find_snapshot(session, run.id, epoch)
+    except NotFoundError as exc:
+        raise ConceptEvoError(f"run {run.name!r} has no checkpoint for epoch {epoch}") from exc
+
+
+def load_space(session, name: str) -> Space | None:
+    return session.scalars(select(Space).where(Space.name == name)).first()
+
+
+def dataset_of(ctx: JobContext, dataset: Dataset) -> ImageFolderDataset:
+    """The run's ImageFolder, decoded once per worker process and checked against the registered images."""
+    key = f"dataset:{dataset.id}"
+    if key not in ctx.cache:
+        images = ImageFolderDataset(dataset.root)
+        if len(images) != dataset.n_images or images.class_names != list(dataset.class_names):
+            raise ConceptEvoError(
+                f"dataset {dataset.name!r} at {dataset.root} changed since it was registered "
+                f"({len(images)} images now, {dataset.n_images} registered); register it again under a new name"
+            )
+        ctx.cache[key] = images
+    return ctx.cache[key]
+
+
+def sibling_split(dataset: ImageFolderDataset, split: str) -> ImageFolderDataset | None:
+    """The ``val`` folder beside a ``train`` folder (the demo layout), if there is one."""
+    other = dataset.root.parent / split
+    if dataset.root.name in ("train", "val", "test") and other.is_dir() and other != dataset.root:
+        return ImageFolderDataset(other)
+    return None
+
+
+def model_of(ctx: JobContext, run: Run, snapshot: Snapshot):
+    return load_model(run.arch, run.num_classes, snapshot.checkpoint_path, device=ctx.device)
+
+
+def layers_of(session, run: Run, model, input_shape: tuple[int, int, int]) -> list[LayerSpec]:
+    """The run's registered layers, re-checked against the model (same names, same channels)."""
+    names = list(session.scalars(select(Layer.name).where(Layer.run_id == run.id).order_by(Layer.idx)))
+    specs = resolve_layers(model, names, input_shape)
+    stored = dict(session.execute(select(Layer.name, Layer.channels).where(Layer.run_id == run.id)).all())
+    for spec in specs:
+        if stored[spec.name] != spec.channels:
+            raise ConceptEvoError(
+                f"run {run.name!r}: layer {spec.name} has {spec.channels} channels in the checkpoint, "
+                f"{stored[spec.name]} when registered"
+            )
+    return specs
+
+
+def neuron_ids_of(session, run: Run) -> np.ndarray:
+    return run_neurons(session, run.id).neuron_id
+
+
+def space_geometry(ctx: JobContext, space: Space) -> tuple[np.ndarray, np.ndarray, Projection]:
+    """``(image_vectors, covered, projection)`` of a built space, cached per worker (keyed by build time)."""
+    key = f"space:{space.id}:{space.created_at}:{len(space.reducer or b'')}"
+    if key not in ctx.cache:
+        if not space.reducer or not space.image_vectors:
+            raise ConceptEvoError(f"space {space.name!r} is not built yet")
+        dim = int(space.params["dim"])
+        vectors = unpack_f32(space.image_vectors).reshape(-1, dim)
+        covered = unpack_u8(space.covered).astype(bool)
+        ctx.cache[key] = (vectors, covered, Projection.from_bytes(space.reducer))
+    return ctx.cache[key]
+
+
+def input_shape(dataset: ImageFolderDataset) -> tuple[int, int, int]:
+    return tuple(dataset.load_uint8(0).shape)  # type: ignore[return-value]
+
+
+def write_file_atomically(path: Path, data: bytes) -> None:
+    """Write to a temporary name beside ``path`` and rename it into place (readers never see half a file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def patch_dir() -> Path:
+    return Path(data_dir()) / "patches"

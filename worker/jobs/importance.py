@@ -1,0 +1,133 @@
+"""Job handlers ``importance`` (Eq 5–7 for a run, t → t', classes) and ``revert_eval`` (the §4.4 check).
+
+``importance`` params: ``run``, ``from``, ``to``, optional ``classes`` (list of class indices; default
+all), ``images`` (per class, default 128, as the paper) and ``seed``.
+``revert_eval`` params: the same plus ``reps`` (default 5); its table is the job's result.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import torch
+
+from backend.store import Dataset, finishing, write_importance
+from worker.engine.importance import evolution_importance, sample_class_images
+from worker.engine.reversion import LabelledImages, reversion_table
+from worker.errors import ConceptEvoError
+from worker.jobs.common import (
+    dataset_of,
+    input_shape,
+    layers_of,
+    load_run,
+    load_snapshot,
+    model_of,
+    neuron_ids_of,
+    require,
+    sibling_split,
+)
+from worker.runner import JobContext
+
+log = logging.getLogger(__name__)
+
+
+def _inputs(ctx: JobContext, kind: str) -> dict[str, Any]:
+    params = ctx.params
+    with ctx.store.session(readonly=True) as session:
+        run = load_run(session, require(params, "run", str, kind))
+        start = load_snapshot(session, run, require(params, "from", int, kind))
+        end = load_snapshot(session, run, require(params, "to", int, kind))
+        images = dataset_of(ctx, session.get(Dataset, run.dataset_id))
+        model_t, model_t2 = model_of(ctx, run, start), model_of(ctx, run, end)
+        layers = layers_of(session, run, model_t, input_shape(images))
+        neuron_ids = neuron_ids_of(session, run)
+        run_id, n_classes = run.id, run.num_classes
+    classes = params.get("classes") or list(range(n_classes))
+    if not isinstance(classes, list) or not all(isinstance(c, int) and 0 <= c < n_classes for c in classes):
+        raise ConceptEvoError(f"{kind} job: classes must be a list of class indices in 0..{n_classes - 1}")
+    per_class = int(params.get("images", 128))
+    if per_class < 1:
+        raise ConceptEvoError(f"{kind} job: images must be at least 1")
+    return {
+        "run_id": run_id,
+        "images": images,
+        "model_t": model_t,
+        "model_t2": model_t2,
+        "layers": layers,
+        "neuron_ids": neuron_ids,
+        "classes": classes,
+        "per_class": per_class,
+        "seed": int(params.get("seed", 0)),
+    }
+
+
+def _load(dataset, indices: np.ndarray) -> torch.Tensor:
+    return dataset.to_float(dataset.preload()[torch.as_tensor(indices, dtype=torch.long)])
+
+
+def handle_importance(ctx: JobContext) -> None:
+    """Importance of every neuron's evolution t → t' for each requested class; one transaction."""
+    inputs = _inputs(ctx, "importance")
+    images = inputs["images"]
+    samples = {
+        c: sample_class_images(images.targets, c, n=inputs["per_class"], seed=inputs["seed"])
+        for c in inputs["classes"]
+    }
+    ctx.progress(0.05, f"importance for {len(samples)} classes")
+    scores = {}
+    for i, (c, indices) in enumerate(samples.items()):
+        scores[c] = evolution_importance(
+            inputs["model_t"],
+            inputs["model_t2"],
+            inputs["layers"],
+            {c: _load(images, indices)},
+            device=ctx.device,
+        )
+        ctx.progress(0.05 + 0.9 * (i + 1) / len(samples), f"class {c} done")
+    result = {"classes": inputs["classes"], "neurons": len(inputs["neuron_ids"])}
+    with finishing(ctx.store, ctx.job.id, ctx.worker_id, result=result) as session:
+        for c, importance in scores.items():
+            write_importance(
+                session,
+                inputs["run_id"],
+                ctx.params["from"],
+                ctx.params["to"],
+                c,
+                int(importance.n_images[0]),
+                inputs["neuron_ids"],
+                importance.I[0],
+                importance.mean_S[0],
+            )
+
+
+def handle_revert_eval(ctx: JobContext) -> None:
+    """The reversion check (§4.4, Table 1) for one evolution stage; the table is the job's result."""
+    inputs = _inputs(ctx, "revert_eval")
+    train = inputs["images"]
+    val = sibling_split(train, "val")
+    if val is None:
+        raise ConceptEvoError(f"revert_eval job: no val/ folder beside {train.root} to measure accuracy on")
+    reps = int(ctx.params.get("reps", 5))
+
+    def labelled(dataset) -> LabelledImages:
+        return LabelledImages(targets=np.asarray(dataset.targets), load=lambda idx: _load(dataset, idx))
+
+    table = reversion_table(
+        inputs["model_t"],
+        inputs["model_t2"],
+        inputs["layers"],
+        labelled(train),
+        labelled(val),
+        inputs["classes"],
+        reps=reps,
+        n_images=inputs["per_class"],
+        seed=inputs["seed"],
+        device=ctx.device,
+        label=f"{ctx.params['from']} → {ctx.params['to']}",
+        progress=ctx.stage(0.0, 0.99),
+    )
+    result = {"table": table.to_dict(), "markdown": table.to_markdown()}
+    with finishing(ctx.store, ctx.job.id, ctx.worker_id, result=result):
+        pass

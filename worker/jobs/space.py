@@ -1,0 +1,183 @@
+"""Job handlers ``build_space`` and ``add_snapshot``: thin glue between the store and :mod:`worker.pipeline`.
+
+``build_space`` params: ``space`` (name), ``run``, ``epoch`` (the base snapshot) and optionally any
+:class:`~worker.pipeline.SpaceParams` field (k, dim, epochs, lr, negatives, seed, batch_size).
+``add_snapshot`` params: ``space``, ``run``, ``epoch``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Any
+
+from backend.store import (
+    Dataset,
+    finishing,
+    previous_computed_snapshot,
+    snapshot_vectors,
+    write_patches,
+    write_snapshot_in_space,
+    write_space,
+)
+from worker.engine.health import movement
+from worker.errors import ConceptEvoError
+from worker.jobs.common import (
+    dataset_of,
+    input_shape,
+    layers_of,
+    load_run,
+    load_snapshot,
+    load_space,
+    model_of,
+    neuron_ids_of,
+    require,
+    space_geometry,
+)
+from worker.jobs.patches import write_patch_files
+from worker.pipeline import SpaceParams, build_space, place_stimuli, snapshot_stimuli
+from worker.runner import Deferred, JobContext
+
+log = logging.getLogger(__name__)
+
+_PARAM_FIELDS = {f.name for f in dataclasses.fields(SpaceParams)} - {"layers"}
+
+
+def space_params(params: dict[str, Any]) -> SpaceParams:
+    """The SpaceParams a job asks for (unknown keys are an error, so typos are not silently ignored)."""
+    extra = set(params) - _PARAM_FIELDS - {"space", "run", "epoch"}
+    if extra:
+        raise ConceptEvoError(f"build_space job: unknown parameter(s) {sorted(extra)}")
+    chosen = {key: params[key] for key in _PARAM_FIELDS if key in params}
+    try:
+        return SpaceParams(**chosen)
+    except TypeError as exc:
+        raise ConceptEvoError(f"build_space job: {exc}") from exc
+
+
+def handle_build_space(ctx: JobContext) -> None:
+    """Base snapshot → stimuli, pairs, embedding, image embedding, UMAP fit, patches; one transaction."""
+    params = ctx.params
+    space_name = require(params, "space", str, "build_space")
+    settings = space_params(params)
+    with ctx.store.session(readonly=True) as session:
+        run = load_run(session, require(params, "run", str, "build_space"))
+        snapshot = load_snapshot(session, run, require(params, "epoch", int, "build_space"))
+        dataset_row = session.get(Dataset, run.dataset_id)
+        images = dataset_of(ctx, dataset_row)
+        model = model_of(ctx, run, snapshot)
+        layers = layers_of(session, run, model, input_shape(images))
+        neuron_ids = neuron_ids_of(session, run)
+        run_id, snapshot_id, dataset_id = run.id, snapshot.id, dataset_row.id
+    settings = dataclasses.replace(settings, layers=tuple(spec.name for spec in layers))
+
+    space = build_space(model, images, settings, device=ctx.device, progress=ctx.stage(0.0, 0.85))
+    patches = write_patch_files(
+        snapshot_id, neuron_ids, space.base.stimuli, model, space.layers, images, ctx.stage(0.85, 0.98)
+    )
+    ctx.progress(0.99, "writing results")
+    result = {"space": space_name, "neurons": len(neuron_ids), **_summary(space.stats)}
+    with finishing(ctx.store, ctx.job.id, ctx.worker_id, result=result) as session:
+        row = write_space(
+            session,
+            space_name,
+            snapshot_id,
+            dataset_id,
+            {**settings.to_json(), "run_id": run_id},
+            space.projection.to_bytes(),
+            space.image_vectors,
+            space.covered,
+            space.stats,
+        )
+        base = space.base
+        write_snapshot_in_space(
+            session,
+            row.id,
+            snapshot_id,
+            neuron_ids,
+            base.stimuli.indices,
+            base.stimuli.maxima,
+            base.vectors,
+            base.positions,
+            coverage=base.coverage,
+            diversity=base.diversity,
+            movement=None,
+        )
+        write_patches(session, snapshot_id, patches)
+
+
+def handle_add_snapshot(ctx: JobContext) -> None:
+    """One run × epoch → stimuli, Eq 2 vectors, map positions, patches, diversity and movement."""
+    params = ctx.params
+    space_name = require(params, "space", str, "add_snapshot")
+    with ctx.store.session(readonly=True) as session:
+        space = load_space(session, space_name)
+        if space is None or not space.reducer:
+            raise Deferred(f"space {space_name!r} is not built yet")
+        run = load_run(session, require(params, "run", str, "add_snapshot"))
+        snapshot = load_snapshot(session, run, require(params, "epoch", int, "add_snapshot"))
+        if snapshot.id == space.base_snapshot_id:
+            ctx.progress(1.0, "base snapshot: placed when the space was built")
+            result = {"space": space_name, "base": True}
+            space_id = None
+        else:
+            if run.dataset_id != space.dataset_id:
+                raise ConceptEvoError(
+                    f"run {run.name!r} uses dataset {run.dataset_id}, space {space_name!r} dataset "
+                    f"{space.dataset_id}: stimuli must come from the space's images"
+                )
+            image_vectors, covered, projection = space_geometry(ctx, space)
+            images = dataset_of(ctx, session.get(Dataset, run.dataset_id))
+            model = model_of(ctx, run, snapshot)
+            layers = layers_of(session, run, model, input_shape(images))
+            neuron_ids = neuron_ids_of(session, run)
+            space_id, snapshot_id, k = space.id, snapshot.id, int(space.params["k"])
+            batch_size = int(space.params.get("batch_size", 128))
+    if space_id is None:
+        with finishing(ctx.store, ctx.job.id, ctx.worker_id, result=result):
+            return
+
+    stimuli = snapshot_stimuli(
+        model, images, layers, k, batch_size, ctx.device, progress=ctx.stage(0.0, 0.6)
+    )
+    placed = place_stimuli(stimuli, image_vectors, covered, projection)
+    patches = write_patch_files(snapshot_id, neuron_ids, stimuli, model, layers, images, ctx.stage(0.6, 0.97))
+    ctx.progress(0.98, "writing results")
+    with ctx.store.session(readonly=True) as session:
+        previous = previous_computed_snapshot(session, space_id, snapshot_id)
+        earlier = snapshot_vectors(session, space_id, previous.id) if previous is not None else None
+    moved = None
+    if earlier is not None and len(earlier[0]) == len(neuron_ids):
+        order = {int(n): i for i, n in enumerate(earlier[0])}
+        before = earlier[1][[order[int(n)] for n in neuron_ids]]
+        moved = movement(before, placed.vectors)[0]
+    result = {
+        "space": space_name,
+        "neurons": len(neuron_ids),
+        "coverage": placed.coverage,
+        "diversity": placed.diversity,
+        "movement": moved,
+    }
+    with finishing(ctx.store, ctx.job.id, ctx.worker_id, result=result) as session:
+        write_snapshot_in_space(
+            session,
+            space_id,
+            snapshot_id,
+            neuron_ids,
+            stimuli.indices,
+            stimuli.maxima,
+            placed.vectors,
+            placed.positions,
+            coverage=placed.coverage,
+            diversity=placed.diversity,
+            movement=moved,
+        )
+        write_patches(session, snapshot_id, patches)
+
+
+def _summary(stats: dict[str, Any]) -> dict[str, Any]:
+    keep = ("rmse", "r2", "covered_images", "n_images", "pairs_per_epoch", "stimuli_s", "embedding_s", "umap_s")
+    out = {key: stats[key] for key in keep if key in stats}
+    if stats.get("objective"):
+        out["final_objective"] = stats["objective"][-1][1]
+    return out
