@@ -261,16 +261,16 @@ def _enqueue(kind: str, params: dict) -> None:
     typer.echo(f"job {job.id} {kind} {json.dumps(params)}: {state}")
 
 
-def _epochs(spec: str | None, run: str) -> list[int]:
+def _run_snapshots(store, run: str, spec: str | None) -> tuple[int, dict[int, int]]:
+    """A run's id and ``{epoch: snapshot id}`` for the epochs in ``spec`` (``0-10``, ``1,3,5``; all if None)."""
     from backend.store import list_snapshots
     from worker.registration import run_id_of
 
-    store = _store()
     run_id = run_id_of(store, run)
     with store.session(readonly=True) as session:
-        available = [s.epoch for s in list_snapshots(session, run_id)]
+        available = {s.epoch: s.id for s in list_snapshots(session, run_id)}
     if spec is None:
-        return available
+        return run_id, available
     wanted: set[int] = set()
     for part in spec.split(","):
         low, _, high = part.partition("-")
@@ -281,43 +281,59 @@ def _epochs(spec: str | None, run: str) -> list[int]:
     missing = sorted(wanted - set(available))
     if missing:
         raise typer.BadParameter(f"run {run!r} has no checkpoint for epoch(s) {missing[:10]}")
-    return sorted(wanted)
+    return run_id, {epoch: available[epoch] for epoch in sorted(wanted)}
 
 
 @app.command("build-space")
 def build_space_command(
     base: Annotated[str, typer.Option(help="Base snapshot as RUN@EPOCH.")],
-    name: Annotated[str, typer.Option(help="Space name.")] = "default",
-    k: Annotated[int, typer.Option(help="Stimuli per neuron.")] = 10,
-    dim: Annotated[int, typer.Option(help="Embedding dimension.")] = 30,
-    epochs: Annotated[int, typer.Option(help="Neuron-embedding epochs (paper: 10,000).")] = 2000,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    name: Annotated[str | None, typer.Option(help="Space name (default: RUN@EPOCH).")] = None,
+    compute: Annotated[list[str] | None, typer.Option(help="Then place every epoch of this run (repeatable).")] = None,
+    k: Annotated[int | None, typer.Option(help="Stimuli per neuron (default 10).")] = None,
+    dim: Annotated[int | None, typer.Option(help="Embedding dimension (default 30).")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Neuron-embedding epochs (paper: 10,000).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed (default 0).")] = None,
 ) -> None:
     """Queue building a unified semantic space on a base snapshot.
 
-    Example: conceptevo build-space --base healthy@10 --name main
+    Example: conceptevo build-space --base healthy@10 --name main --compute healthy --compute high-lr
     """
+    from worker.registration import run_id_of
+
     run, _, epoch = base.rpartition("@")
     if not run or not epoch.isdigit():
         raise typer.BadParameter(f"--base must look like RUN@EPOCH, got {base!r}")
-    _enqueue(
-        "build_space",
-        {"space": name, "run": run, "epoch": int(epoch), "k": k, "dim": dim, "epochs": epochs, "seed": seed},
-    )
+    store = _store()
+    _, snapshots = _run_snapshots(store, run, epoch)
+    params = {"base_snapshot_id": snapshots[int(epoch)], "name": name, "k": k, "dim": dim, "epochs": epochs, "seed": seed}
+    if compute:
+        params["compute_runs"] = [run_id_of(store, other) for other in compute]
+    _enqueue("build_space", {key: value for key, value in params.items() if value is not None})
 
 
 @app.command("compute")
 def compute_command(
     run: Annotated[str, typer.Argument(help="Run name.")],
-    space: Annotated[str, typer.Option(help="Space name.")] = "default",
+    space: Annotated[str, typer.Option(help="Space name.")],
     epochs: Annotated[str | None, typer.Option(help="Epochs, e.g. 0-10 or 1,3,5 (default: all).")] = None,
 ) -> None:
-    """Queue placing a run's epochs in a space.
+    """Queue placing a run's epochs in a built space.
 
     Example: conceptevo compute high-lr --space demo --epochs 0-5
     """
-    for epoch in _epochs(epochs, run):
-        _enqueue("add_snapshot", {"space": space, "run": run, "epoch": epoch})
+    from sqlalchemy import select
+
+    from backend.store import Space
+
+    store = _store()
+    with store.session(readonly=True) as session:
+        row = session.scalars(select(Space).where(Space.name == space)).first()
+        if row is None:
+            names = ", ".join(session.scalars(select(Space.name))) or "none"
+            raise typer.BadParameter(f"no space {space!r} (spaces: {names}); build one with build-space --compute")
+        space_id = row.id
+    for snapshot_id in _run_snapshots(store, run, epochs)[1].values():
+        _enqueue("add_snapshot", {"space_id": space_id, "snapshot_id": snapshot_id})
 
 
 @app.command("importance")
@@ -332,8 +348,10 @@ def importance_command(
 
     Example: conceptevo importance healthy --from 2 --to 5 --classes 0,1
     """
-    _epochs(f"{start},{end}", run)
-    params: dict = {"run": run, "from": start, "to": end}
+    if start >= end:
+        raise typer.BadParameter("--from must be an earlier epoch than --to")
+    run_id, _ = _run_snapshots(_store(), run, f"{start},{end}")
+    params: dict = {"run_id": run_id, "epoch_from": start, "epoch_to": end}
     if classes:
         try:
             params["classes"] = sorted({int(c) for c in classes.split(",")})

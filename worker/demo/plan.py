@@ -17,15 +17,15 @@ from sqlalchemy import select
 from backend.store import (
     Importance,
     Space,
-    SpaceSnapshot,
     Store,
     enqueue,
     find_run,
     list_snapshots,
+    list_space_snapshots,
 )
 from worker.demo.runs import DEMO_RUNS
 from worker.engine.milestones import epochs_at_milestones
-from worker.jobs import PRIORITY
+from worker.jobs.priorities import PRIORITY
 from worker.registration import add_dataset, add_run
 
 log = logging.getLogger(__name__)
@@ -64,57 +64,47 @@ def register_demo(store: Store, root: Path) -> list[str]:
 
 
 def enqueue_demo_jobs(store: Store, root: Path) -> DemoPlan:
-    """Queue the space on the healthy run's last epoch, every epoch of every run, and importance at two
-    evolution stages (between the epochs whose train top-1 is closest to 0.25 → 0.5 and 0.5 → 0.75)."""
+    """Queue the space on the healthy run's last epoch with every epoch of every run placed in it, and
+    importance for every class at two evolution stages per run (between the epochs whose train top-1 is
+    closest to 0.25 → 0.5 and 0.5 → 0.75, the paper's milestones)."""
     plan = DemoPlan()
     with store.session(readonly=True) as session:
-        epochs = {name: [s.epoch for s in list_snapshots(session, find_run(session, name).id)] for name in DEMO_RUNS}
+        runs = {name: find_run(session, name) for name in DEMO_RUNS}
+        snapshots = {name: list_snapshots(session, run.id) for name, run in runs.items()}
+        run_ids = {name: run.id for name, run in runs.items()}
         space = session.scalars(select(Space).where(Space.name == DEMO_SPACE)).first()
-        computed: set[tuple[str, int]] = set()
-        if space is not None and space.reducer:
-            computed = _computed_pairs(session, space.id)
-        stages_done = _importance_done(session)
+        built = space is not None and bool(space.reducer)
+        space_id = space.id if built else None
+        computed = {snap.id for _row, snap in list_space_snapshots(session, space_id)} if built else set()
+        stages_done = set(
+            session.execute(select(Importance.run_id, Importance.epoch_from, Importance.epoch_to)).tuples()
+        )
 
-    base_epoch = max(epochs[BASE_RUN])
     jobs: list[tuple[str, dict]] = []
-    if space is None or not space.reducer:
-        jobs.append(("build_space", {"space": DEMO_SPACE, "run": BASE_RUN, "epoch": base_epoch}))
-    for name, run_epochs in epochs.items():
-        for epoch in run_epochs:
-            if (name, epoch) not in computed:
-                jobs.append(("add_snapshot", {"space": DEMO_SPACE, "run": name, "epoch": epoch}))
-            else:
-                plan.already_done += 1
-    for name in DEMO_RUNS:
+    if not built:
+        base = max(snapshots[BASE_RUN], key=lambda snap: snap.epoch)
+        jobs.append(
+            (
+                "build_space",
+                {"base_snapshot_id": base.id, "name": DEMO_SPACE, "compute_runs": list(run_ids.values())},
+            )
+        )
+    else:
+        for snaps in snapshots.values():
+            for snap in snaps:
+                if snap.id in computed:
+                    plan.already_done += 1
+                else:
+                    jobs.append(("add_snapshot", {"space_id": space_id, "snapshot_id": snap.id}))
+    for name, run_id in run_ids.items():
         history = json.loads((root / "runs" / name / "history.json").read_text())
         stage_epochs = sorted(set(epochs_at_milestones(history, MILESTONES)))
         for start, end in zip(stage_epochs, stage_epochs[1:], strict=False):
-            if (name, start, end) in stages_done:
+            if (run_id, start, end) in stages_done:
                 plan.already_done += 1
-                continue
-            jobs.append(("importance", {"run": name, "from": start, "to": end}))
+            else:
+                jobs.append(("importance", {"run_id": run_id, "epoch_from": start, "epoch_to": end}))
     for kind, params in jobs:
         job, created = enqueue(store, kind, params, priority=PRIORITY[kind])
         (plan.queued if created else plan.existing).append(job.id)
     return plan
-
-
-def _computed_pairs(session, space_id: int) -> set[tuple[str, int]]:
-    from backend.store import Run, Snapshot
-
-    rows = session.execute(
-        select(Run.name, Snapshot.epoch)
-        .join(Snapshot, Snapshot.run_id == Run.id)
-        .join(SpaceSnapshot, SpaceSnapshot.snapshot_id == Snapshot.id)
-        .where(SpaceSnapshot.space_id == space_id)
-    ).all()
-    return {(name, int(epoch)) for name, epoch in rows}
-
-
-def _importance_done(session) -> set[tuple[str, int, int]]:
-    from backend.store import Run
-
-    rows = session.execute(
-        select(Run.name, Importance.epoch_from, Importance.epoch_to).join(Run, Run.id == Importance.run_id)
-    ).all()
-    return {(name, int(a), int(b)) for name, a, b in rows}

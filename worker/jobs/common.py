@@ -18,7 +18,6 @@ from backend.store import (
     Snapshot,
     Space,
     data_dir,
-    find_run,
     find_snapshot,
     run_neurons,
     unpack_f32,
@@ -45,22 +44,32 @@ def require(params: dict[str, Any], key: str, kind: type, job_kind: str) -> Any:
     return value
 
 
-def load_run(session, name: str) -> Run:
-    try:
-        return find_run(session, name)
-    except NotFoundError as exc:
-        raise ConceptEvoError(str(exc)) from exc
+def load_run(session, run_id: int) -> Run:
+    run = session.get(Run, run_id)
+    if run is None:
+        raise ConceptEvoError(f"run {run_id} not found")
+    return run
 
 
-def load_snapshot(session, run: Run, epoch: int) -> Snapshot:
+def load_snapshot(session, snapshot_id: int) -> Snapshot:
+    snapshot = session.get(Snapshot, snapshot_id)
+    if snapshot is None:
+        raise ConceptEvoError(f"snapshot {snapshot_id} not found")
+    return snapshot
+
+
+def snapshot_at(session, run: Run, epoch: int) -> Snapshot:
     try:
         return find_snapshot(session, run.id, epoch)
     except NotFoundError as exc:
         raise ConceptEvoError(f"run {run.name!r} has no checkpoint for epoch {epoch}") from exc
 
 
-def load_space(session, name: str) -> Space | None:
-    return session.scalars(select(Space).where(Space.name == name)).first()
+def load_space(session, space_id: int) -> Space:
+    space = session.get(Space, space_id)
+    if space is None:
+        raise ConceptEvoError(f"space {space_id} not found")
+    return space
 
 
 def dataset_of(ctx: JobContext, dataset: Dataset) -> ImageFolderDataset:

@@ -1,4 +1,4 @@
-"""Job handler ``demo_world``: make the demo world (images + three training runs), register it, queue the rest.
+"""Job handler ``demo``: make the demo world (images + three training runs), register it, queue the rest.
 
 Params: ``size`` (``default`` or ``small``) and ``seed``. The files land under ``<data dir>/demo``; a
 world already complete there is reused.
@@ -33,7 +33,7 @@ def build_demo_world(root: Path, size: str = "default", seed: int = 0, progress=
 def handle_demo_world(ctx: JobContext) -> None:
     size = ctx.params.get("size", "default")
     if size not in ("default", "small"):
-        raise ConceptEvoError(f"demo_world job: size must be 'default' or 'small', got {size!r}")
+        raise ConceptEvoError(f"demo job: size must be 'default' or 'small', got {size!r}")
     root = demo_root()
     build_demo_world(root, size, int(ctx.params.get("seed", 0)), ctx.stage(0.0, 0.95))
     ctx.progress(0.96, "registering the demo world")

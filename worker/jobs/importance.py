@@ -1,8 +1,9 @@
 """Job handlers ``importance`` (Eq 5–7 for a run, t → t', classes) and ``revert_eval`` (the §4.4 check).
 
-``importance`` params: ``run``, ``from``, ``to``, optional ``classes`` (list of class indices; default
-all), ``images`` (per class, default 128, as the paper) and ``seed``.
-``revert_eval`` params: the same plus ``reps`` (default 5); its table is the job's result.
+``importance`` params (as ``POST /api/jobs`` validates them): ``run_id``, ``epoch_from``, ``epoch_to``,
+optional ``classes`` (class indices; default all). Optional, CLI only: ``images`` per class (default 128,
+as the paper) and ``seed``.
+``revert_eval``: the same plus optional ``reps`` (default 5); its table is the job's result.
 """
 
 from __future__ import annotations
@@ -22,11 +23,11 @@ from worker.jobs.common import (
     input_shape,
     layers_of,
     load_run,
-    load_snapshot,
     model_of,
     neuron_ids_of,
     require,
     sibling_split,
+    snapshot_at,
 )
 from worker.runner import JobContext
 
@@ -36,9 +37,9 @@ log = logging.getLogger(__name__)
 def _inputs(ctx: JobContext, kind: str) -> dict[str, Any]:
     params = ctx.params
     with ctx.store.session(readonly=True) as session:
-        run = load_run(session, require(params, "run", str, kind))
-        start = load_snapshot(session, run, require(params, "from", int, kind))
-        end = load_snapshot(session, run, require(params, "to", int, kind))
+        run = load_run(session, require(params, "run_id", int, kind))
+        start = snapshot_at(session, run, require(params, "epoch_from", int, kind))
+        end = snapshot_at(session, run, require(params, "epoch_to", int, kind))
         images = dataset_of(ctx, session.get(Dataset, run.dataset_id))
         model_t, model_t2 = model_of(ctx, run, start), model_of(ctx, run, end)
         layers = layers_of(session, run, model_t, input_shape(images))
@@ -92,8 +93,8 @@ def handle_importance(ctx: JobContext) -> None:
             write_importance(
                 session,
                 inputs["run_id"],
-                ctx.params["from"],
-                ctx.params["to"],
+                ctx.params["epoch_from"],
+                ctx.params["epoch_to"],
                 c,
                 int(importance.n_images[0]),
                 inputs["neuron_ids"],
@@ -125,7 +126,7 @@ def handle_revert_eval(ctx: JobContext) -> None:
         n_images=inputs["per_class"],
         seed=inputs["seed"],
         device=ctx.device,
-        label=f"{ctx.params['from']} → {ctx.params['to']}",
+        label=f"{ctx.params['epoch_from']} → {ctx.params['epoch_to']}",
         progress=ctx.stage(0.0, 0.99),
     )
     result = {"table": table.to_dict(), "markdown": table.to_markdown()}

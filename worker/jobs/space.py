@@ -1,8 +1,11 @@
 """Job handlers ``build_space`` and ``add_snapshot``: thin glue between the store and :mod:`worker.pipeline`.
 
-``build_space`` params: ``space`` (name), ``run``, ``epoch`` (the base snapshot) and optionally any
+Params are the HTTP API's (``backend/api/jobs.py`` validates them for ``POST /api/jobs``; the CLI
+resolves names to the same ids, so identical requests from either side are one job):
+``build_space``: ``base_snapshot_id``, optional ``name`` (default ``<run>@<epoch>``) and any
 :class:`~worker.pipeline.SpaceParams` field (k, dim, epochs, lr, negatives, seed, batch_size).
-``add_snapshot`` params: ``space``, ``run``, ``epoch``.
+``compute_runs`` (run ids): once built, queue ``add_snapshot`` for every epoch of those runs.
+``add_snapshot``: ``space_id``, ``snapshot_id``.
 """
 
 from __future__ import annotations
@@ -13,7 +16,11 @@ from typing import Any
 
 from backend.store import (
     Dataset,
+    Run,
+    enqueue,
     finishing,
+    list_snapshots,
+    list_space_snapshots,
     previous_computed_snapshot,
     snapshot_vectors,
     write_patches,
@@ -26,7 +33,6 @@ from worker.jobs.common import (
     dataset_of,
     input_shape,
     layers_of,
-    load_run,
     load_snapshot,
     load_space,
     model_of,
@@ -35,6 +41,7 @@ from worker.jobs.common import (
     space_geometry,
 )
 from worker.jobs.patches import write_patch_files
+from worker.jobs.priorities import PRIORITY
 from worker.pipeline import SpaceParams, build_space, place_stimuli, snapshot_stimuli
 from worker.runner import Deferred, JobContext
 
@@ -45,7 +52,7 @@ _PARAM_FIELDS = {f.name for f in dataclasses.fields(SpaceParams)} - {"layers"}
 
 def space_params(params: dict[str, Any]) -> SpaceParams:
     """The SpaceParams a job asks for (unknown keys are an error, so typos are not silently ignored)."""
-    extra = set(params) - _PARAM_FIELDS - {"space", "run", "epoch"}
+    extra = set(params) - _PARAM_FIELDS - {"name", "base_snapshot_id", "compute_runs"}
     if extra:
         raise ConceptEvoError(f"build_space job: unknown parameter(s) {sorted(extra)}")
     chosen = {key: params[key] for key in _PARAM_FIELDS if key in params}
@@ -58,11 +65,11 @@ def space_params(params: dict[str, Any]) -> SpaceParams:
 def handle_build_space(ctx: JobContext) -> None:
     """Base snapshot → stimuli, pairs, embedding, image embedding, UMAP fit, patches; one transaction."""
     params = ctx.params
-    space_name = require(params, "space", str, "build_space")
     settings = space_params(params)
     with ctx.store.session(readonly=True) as session:
-        run = load_run(session, require(params, "run", str, "build_space"))
-        snapshot = load_snapshot(session, run, require(params, "epoch", int, "build_space"))
+        snapshot = load_snapshot(session, require(params, "base_snapshot_id", int, "build_space"))
+        run = session.get(Run, snapshot.run_id)
+        space_name = params.get("name") or f"{run.name}@{snapshot.epoch}"
         dataset_row = session.get(Dataset, run.dataset_id)
         images = dataset_of(ctx, dataset_row)
         model = model_of(ctx, run, snapshot)
@@ -104,18 +111,31 @@ def handle_build_space(ctx: JobContext) -> None:
             movement=None,
         )
         write_patches(session, snapshot_id, patches)
+        space_id = row.id
+    queue_snapshots(ctx.store, space_id, params.get("compute_runs") or [])
+
+
+def queue_snapshots(store, space_id: int, run_ids: list[int]) -> list[int]:
+    """Queue ``add_snapshot`` for every epoch of ``run_ids`` not yet computed in the space; returns job ids."""
+    with store.session(readonly=True) as session:
+        done = {snap.id for _row, snap in list_space_snapshots(session, space_id)}
+        wanted = [snap.id for run_id in run_ids for snap in list_snapshots(session, run_id) if snap.id not in done]
+    return [
+        enqueue(store, "add_snapshot", {"space_id": space_id, "snapshot_id": sid}, priority=PRIORITY["add_snapshot"])[0].id
+        for sid in wanted
+    ]
 
 
 def handle_add_snapshot(ctx: JobContext) -> None:
     """One run × epoch → stimuli, Eq 2 vectors, map positions, patches, diversity and movement."""
     params = ctx.params
-    space_name = require(params, "space", str, "add_snapshot")
     with ctx.store.session(readonly=True) as session:
-        space = load_space(session, space_name)
-        if space is None or not space.reducer:
-            raise Deferred(f"space {space_name!r} is not built yet")
-        run = load_run(session, require(params, "run", str, "add_snapshot"))
-        snapshot = load_snapshot(session, run, require(params, "epoch", int, "add_snapshot"))
+        space = load_space(session, require(params, "space_id", int, "add_snapshot"))
+        if not space.reducer:
+            raise Deferred(f"space {space.name!r} is not built yet")
+        space_name = space.name
+        snapshot = load_snapshot(session, require(params, "snapshot_id", int, "add_snapshot"))
+        run = session.get(Run, snapshot.run_id)
         if snapshot.id == space.base_snapshot_id:
             ctx.progress(1.0, "base snapshot: placed when the space was built")
             result = {"space": space_name, "base": True}
@@ -123,7 +143,7 @@ def handle_add_snapshot(ctx: JobContext) -> None:
         else:
             if run.dataset_id != space.dataset_id:
                 raise ConceptEvoError(
-                    f"run {run.name!r} uses dataset {run.dataset_id}, space {space_name!r} dataset "
+                    f"run {run.name!r} uses dataset {run.dataset_id}, space {space_name!r} uses dataset "
                     f"{space.dataset_id}: stimuli must come from the space's images"
                 )
             image_vectors, covered, projection = space_geometry(ctx, space)

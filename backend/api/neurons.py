@@ -1,0 +1,148 @@
+"""One neuron: identity, state at a snapshot (stimuli, patches), trajectory, nearest neighbours, importance."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from backend.store.models import Importance, ImportanceScore, NeuronState, Snapshot, Space
+
+from . import queries
+from .deps import DbDep, NeuronId, SnapshotId, SpaceId
+from .schemas import (
+    ErrorOut,
+    NeighboursOut,
+    NeuronAtSnapshotOut,
+    NeuronImportanceOut,
+    NeuronOut,
+    PatchOut,
+    TrajectoryOut,
+    TrajectoryPointOut,
+)
+
+router = APIRouter(tags=["neurons"])
+
+NOT_FOUND = {404: {"model": ErrorOut, "description": "Unknown id, or not computed."}}
+
+
+@router.get("/neurons/{neuron_id}", response_model=NeuronOut, responses=NOT_FOUND, summary="One neuron")
+def get_neuron(neuron_id: NeuronId, db: DbDep) -> NeuronOut:
+    """The neuron's run, layer and channel."""
+    return db.read(lambda s: queries.neuron_out(*queries.neuron_with_layer(s, neuron_id)))
+
+
+@router.get(
+    "/spaces/{space_id}/snapshots/{snapshot_id}/neurons/{neuron_id}",
+    response_model=NeuronAtSnapshotOut,
+    responses=NOT_FOUND,
+    summary="A neuron at one snapshot in one space",
+)
+def get_neuron_at_snapshot(
+    space_id: SpaceId, snapshot_id: SnapshotId, neuron_id: NeuronId, db: DbDep
+) -> NeuronAtSnapshotOut:
+    """Position, stimuli (image index, activation maximum, label) and example patches, by stimulus rank."""
+    return db.read(lambda s: queries.neuron_at_snapshot(s, space_id, snapshot_id, neuron_id))
+
+
+@router.get(
+    "/neurons/{neuron_id}/snapshots/{snapshot_id}/patches",
+    response_model=list[PatchOut],
+    responses=NOT_FOUND,
+    summary="A neuron's patches at one snapshot",
+)
+def get_neuron_patches(neuron_id: NeuronId, snapshot_id: SnapshotId, db: DbDep) -> list[PatchOut]:
+    """The example patches of the neuron at the snapshot (they do not depend on a space), by rank."""
+
+    def q(session: Session) -> list[PatchOut]:
+        queries.neuron_with_layer(session, neuron_id)
+        queries.get_or_404(session, Snapshot, snapshot_id, "snapshot")
+        return queries.patches_of(session, [(snapshot_id, neuron_id)])[(snapshot_id, neuron_id)]
+
+    return db.read(q)
+
+
+@router.get(
+    "/spaces/{space_id}/neurons/{neuron_id}/trajectory",
+    response_model=TrajectoryOut,
+    responses=NOT_FOUND,
+    summary="A neuron's position per computed epoch",
+)
+def get_trajectory(space_id: SpaceId, neuron_id: NeuronId, db: DbDep) -> TrajectoryOut:
+    """The neuron's 2-D position at every snapshot computed in the space, by epoch."""
+
+    def q(session: Session) -> TrajectoryOut:
+        queries.neuron_with_layer(session, neuron_id)
+        queries.get_or_404(session, Space, space_id, "space")
+        rows = session.execute(
+            select(NeuronState.snapshot_id, Snapshot.epoch, NeuronState.x, NeuronState.y)
+            .join(Snapshot, Snapshot.id == NeuronState.snapshot_id)
+            .where(NeuronState.space_id == space_id, NeuronState.neuron_id == neuron_id)
+            .order_by(Snapshot.epoch)
+        ).all()
+        return TrajectoryOut(
+            neuron_id=neuron_id,
+            space_id=space_id,
+            points=[
+                TrajectoryPointOut(snapshot_id=sid, epoch=ep, x=queries.finite(x), y=queries.finite(y))
+                for sid, ep, x, y in rows
+            ],
+        )
+
+    return db.read(q)
+
+
+@router.get(
+    "/spaces/{space_id}/snapshots/{snapshot_id}/neurons/{neuron_id}/neighbours",
+    response_model=NeighboursOut,
+    responses=NOT_FOUND,
+    summary="Nearest neuron states in the space",
+)
+def get_neighbours(
+    request: Request,
+    space_id: SpaceId,
+    snapshot_id: SnapshotId,
+    neuron_id: NeuronId,
+    db: DbDep,
+    k: Annotated[int, Query(ge=1, le=100, description="How many neighbours (1–100).")] = 10,
+) -> NeighboursOut:
+    """The `k` neuron states (any run, any epoch of the space) whose embedding vectors are nearest to this
+    neuron's at this snapshot, nearest first; the neuron itself at this snapshot is excluded."""
+    k = min(k, request.app.state.settings.neighbours_max_k)
+    return db.read(lambda s: queries.neighbours(s, space_id, snapshot_id, neuron_id, k))
+
+
+@router.get(
+    "/neurons/{neuron_id}/importance",
+    response_model=list[NeuronImportanceOut],
+    responses=NOT_FOUND,
+    summary="A neuron's importance for classes",
+)
+def get_neuron_importance(neuron_id: NeuronId, db: DbDep) -> list[NeuronImportanceOut]:
+    """Every importance computation that scored this neuron (by epochs, then class), with its rank there."""
+
+    def q(session: Session) -> list[NeuronImportanceOut]:
+        _, layer = queries.neuron_with_layer(session, neuron_id)
+        rows = session.execute(
+            select(Importance, ImportanceScore.score, ImportanceScore.mean_s)
+            .join(ImportanceScore, ImportanceScore.importance_id == Importance.id)
+            .where(ImportanceScore.neuron_id == neuron_id)
+            .order_by(Importance.epoch_from, Importance.epoch_to, Importance.class_idx, Importance.id)
+        ).all()
+        names = queries.class_names_of_runs(session, [layer.run_id])
+        out: list[NeuronImportanceOut] = []
+        for imp, score, mean_s in rows:
+            rank = queries.importance_rank(session, imp.id, neuron_id, score, mean_s)
+            out.append(
+                NeuronImportanceOut(
+                    importance=queries.importance_out(imp, names.get(imp.run_id, [])),
+                    score=score,
+                    mean_s=mean_s,
+                    rank=rank,
+                )
+            )
+        return out
+
+    return db.read(q)

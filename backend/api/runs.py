@@ -1,0 +1,78 @@
+"""Runs, their snapshots and layers: ``/api/runs``, ``/api/runs/{run_id}``, ``/api/runs/{run_id}/layers``."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from backend.store.models import Layer, Run
+
+from .deps import DbDep, RunId
+from .queries import computed_in, get_or_404, layer_out, run_snapshots, run_summary, snapshot_counts
+from .schemas import ErrorOut, LayerOut, RunOut, RunSummaryOut, SnapshotOut
+
+router = APIRouter(tags=["runs"])
+
+
+@router.get("/runs", response_model=list[RunSummaryOut], summary="All training runs")
+def list_runs(db: DbDep) -> list[RunSummaryOut]:
+    """Every registered run, by id, with its number of snapshots."""
+
+    def q(session: Session) -> list[RunSummaryOut]:
+        counts = snapshot_counts(session)
+        return [run_summary(r, counts.get(r.id, 0)) for r in session.scalars(select(Run).order_by(Run.id))]
+
+    return db.read(q)
+
+
+@router.get(
+    "/runs/{run_id}",
+    response_model=RunOut,
+    responses={404: {"model": ErrorOut}},
+    summary="One run and its snapshots",
+)
+def get_run(run_id: RunId, db: DbDep) -> RunOut:
+    """A run with its snapshots by epoch: accuracies, losses, and the spaces each is computed in."""
+
+    def q(session: Session) -> RunOut:
+        run = get_or_404(session, Run, run_id, "run")
+        snaps = run_snapshots(session, run_id)
+        spaces = computed_in(session, (s.id for s in snaps))
+        summary = run_summary(run, len(snaps))
+        return RunOut(
+            **summary.model_dump(),
+            snapshots=[
+                SnapshotOut(
+                    id=s.id,
+                    epoch=s.epoch,
+                    train_loss=s.train_loss,
+                    train_top1=s.train_top1,
+                    train_top5=s.train_top5,
+                    val_loss=s.val_loss,
+                    val_top1=s.val_top1,
+                    val_top5=s.val_top5,
+                    computed_in=spaces[s.id],
+                )
+                for s in snaps
+            ],
+        )
+
+    return db.read(q)
+
+
+@router.get(
+    "/runs/{run_id}/layers",
+    response_model=list[LayerOut],
+    responses={404: {"model": ErrorOut}},
+    summary="The chosen layers of a run",
+)
+def list_layers(run_id: RunId, db: DbDep) -> list[LayerOut]:
+    """The layers whose channels are the run's neurons, in network order (`idx`)."""
+
+    def q(session: Session) -> list[LayerOut]:
+        get_or_404(session, Run, run_id, "run")
+        layers = session.scalars(select(Layer).where(Layer.run_id == run_id).order_by(Layer.idx))
+        return [layer_out(layer) for layer in layers]
+
+    return db.read(q)

@@ -1,0 +1,87 @@
+"""Patch images: served from the database row only, never outside the data directory."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+
+from backend.api.media import safe_media_path
+
+from .conftest import World
+
+
+def test_patch_image(client: TestClient, world: World) -> None:
+    r = client.get("/api/patches/2/10/1")
+    assert r.status_code == 200
+    assert r.headers["content-type"] == "image/png"
+    assert r.headers["cache-control"] == "public, max-age=31536000, immutable"
+    assert r.content == (world.data_dir / "patches/2/10_1.png").read_bytes()
+    assert r.content.startswith(b"\x89PNG\r\n\x1a\n")
+    assert client.get("/api/patches/2/10/7").json() == {"detail": "no patch 7 for neuron 10 at snapshot 2"}
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/api/patches/../../secret.png",
+        "/api/patches/%2e%2e/%2e%2e/secret.png",
+        "/api/patches/..%2f..%2fsecret.png/1/0",
+        "/api/patches/2/10/..%2f..%2f..%2fsecret.png",
+        "/api/patches/2/10/%2Fetc%2Fpasswd",
+        "/api/patches//etc/passwd",
+        "/api/patches/2/10/0?file=../../secret.png",
+        "/..%2f..%2fsecret.png",
+        "/%2e%2e/%2e%2e/secret.png",
+    ],
+)
+def test_traversal_attempts_do_not_leak(client: TestClient, url: str) -> None:
+    r = client.get(url)
+    assert b"not for clients" not in r.content
+    if "?file=" in url:  # the extra query parameter is ignored: the real patch 0 is served
+        assert r.status_code == 200 and r.content.startswith(b"\x89PNG")
+    else:
+        assert r.status_code in (404, 422)
+
+
+@pytest.fixture
+def tampered_rows(world: World) -> Iterator[None]:
+    """Patch rows pointing outside the data directory, written behind the store's back."""
+    con = sqlite3.connect(world.db_path)
+    bad = ["../secret.png", str(world.outside_file), "patches/../../secret.png", "patches/2/missing.png", ""]
+    con.executemany(
+        "INSERT INTO patches (snapshot_id, neuron_id, rank, image_idx, y0, x0, y1, x1, file) "
+        "VALUES (3, 1, ?, 0, 0, 0, 1, 1, ?)",
+        [(100 + i, f) for i, f in enumerate(bad)],
+    )
+    con.commit()
+    yield
+    con.execute("DELETE FROM patches WHERE snapshot_id = 3 AND neuron_id = 1 AND rank >= 100")
+    con.commit()
+    con.close()
+
+
+def test_rows_pointing_outside_are_404(client: TestClient, tampered_rows: None) -> None:
+    for rank in range(100, 105):
+        r = client.get(f"/api/patches/3/1/{rank}")
+        assert r.status_code == 404, rank
+        assert b"not for clients" not in r.content
+        assert r.json() == {"detail": f"the image of patch {rank} of neuron 1 at snapshot 3 is missing"}
+
+
+def test_symlink_out_of_data_dir_is_refused(world: World) -> None:
+    link = world.data_dir / "patches" / "link.png"
+    link.symlink_to(world.outside_file)
+    try:
+        assert safe_media_path(world.data_dir, "patches/link.png") is None
+        assert (
+            safe_media_path(world.data_dir, "patches/2/10_1.png")
+            == (world.data_dir / "patches/2/10_1.png").resolve()
+        )
+        assert safe_media_path(world.data_dir, "C:\\windows\\x.png") is None
+        assert safe_media_path(world.data_dir, "patches/2/10_1.png\x00") is None
+        assert safe_media_path(world.data_dir, "../api-world0/secret.png") is None
+    finally:
+        link.unlink()

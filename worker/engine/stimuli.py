@@ -1,0 +1,265 @@
+"""Stimuli of every neuron: the k images whose activation map has the largest maximum.
+
+Implements the paper's Algorithm 2 (``getStimuli``, Appendix A) for all neurons of all chosen layers in
+**one** ``torch.no_grad()`` forward pass over the dataset (DESIGN.md §4 item 1, issue 3 item 1):
+
+* a forward hook (:class:`~worker.engine.hooks.LayerTaps`) reduces each layer's ``(B, C, H, W)`` map to
+  its spatial maximum and the (first, row-major) location of that maximum, on the model's device and
+  *inside* the hook — before any later ``ReLU(inplace=True)`` can overwrite the tensor;
+* after the forward, the batch's maxima of all layers, a ``(B, N)`` matrix, are merged into the running
+  ``(k, N)`` top-k with ONE stable descending sort over the concatenation ``[running top-k; batch]`` —
+  no Python loop over neurons or images.
+
+Tie-breaking: equal maxima → the **lower image index wins** (both for membership of the top k and for
+the order within it). The running top-k is kept ordered by (maximum desc, image index asc) and every
+index in the batch is larger than every index already kept, so the concatenation lists equal values in
+increasing image index; a *stable* sort keeps that order. (``torch.topk`` is not stable, hence the sort.)
+The paper's pseudocode as printed (``i`` = smallest index with ``M ≥ A[i]``) puts a later image *before*
+an earlier one of equal maximum but refuses it at the tail; that rule is inconsistent, so we use the
+strict ``M > A[i]`` — see ``tests/worker/engine/oracles_stimuli.py``.
+
+Memory is ``O(k · N)`` on the device plus one batch's activations, independent of the number of images —
+except with ``keep_responses=True``, which also returns every image's spatial maximum of every neuron:
+``n_images × n_neurons × 4`` bytes on the host (e.g. 50,000 images × 4,224 VGG16 neurons ≈ 845 MB;
+the demo's ~2,000 images × 432 neurons ≈ 3.5 MB).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from worker.engine.hooks import LayerTaps
+from worker.errors import ConceptEvoError
+from worker.models.layers import LayerSpec
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Stimuli:
+    """The stimuli of every neuron of one model (one snapshot), as numpy arrays.
+
+    Neuron ``n`` is channel ``channel_of[n]`` of layer ``layer_names[layer_of[n]]``; neurons are ordered
+    by layer (in the order given to :func:`compute_stimuli`), channels within.
+
+    Attributes:
+        indices: ``(n_neurons, k)`` int64 image indices (position in the dataset order), best first.
+        maxima: ``(n_neurons, k)`` float32 spatial maxima of the neuron's map for those images.
+        argmax_yx: ``(n_neurons, k, 2)`` int32 ``(y, x)`` of that maximum in the layer's map (first
+            occurrence in row-major order), for example patches.
+        layer_of: ``(n_neurons,)`` int32 index into ``layer_names``.
+        channel_of: ``(n_neurons,)`` int32 channel within its layer.
+        layer_names: dotted module names of the layers.
+        map_sizes: ``(H, W)`` of each layer's activation map.
+        n_images: number of images seen.
+        responses: ``(n_images, n_neurons)`` float32 spatial maxima of every neuron for every image, or
+            ``None`` unless requested with ``keep_responses=True``.
+    """
+
+    indices: np.ndarray
+    maxima: np.ndarray
+    argmax_yx: np.ndarray
+    layer_of: np.ndarray
+    channel_of: np.ndarray
+    layer_names: list[str]
+    map_sizes: list[tuple[int, int]]
+    n_images: int
+    responses: np.ndarray | None = None
+
+    @property
+    def k(self) -> int:
+        """Number of stimuli per neuron."""
+        return int(self.indices.shape[1])
+
+    @property
+    def n_neurons(self) -> int:
+        """Number of neurons (all layers)."""
+        return int(self.indices.shape[0])
+
+    def layer_slice(self, name: str) -> slice:
+        """Rows of the neurons of layer ``name``.
+
+        Raises:
+            ConceptEvoError: ``name`` is not one of :attr:`layer_names`.
+        """
+        if name not in self.layer_names:
+            raise ConceptEvoError(f"layer {name!r} is not among the stimuli's layers {self.layer_names}")
+        rows = np.flatnonzero(self.layer_of == self.layer_names.index(name))
+        return slice(int(rows[0]), int(rows[-1]) + 1)
+
+
+def compute_stimuli(
+    model: nn.Module,
+    layers: list[LayerSpec],
+    batches: Iterable[torch.Tensor],
+    k: int = 10,
+    device: torch.device | str | None = None,
+    progress: Callable[[int], None] | None = None,
+    keep_responses: bool = False,
+    stop_early: bool = True,
+) -> Stimuli:
+    """Top-k stimuli of every neuron of ``layers`` in one no-grad pass (paper Algorithm 2, vectorised).
+
+    Args:
+        model: the network; put in eval mode for the pass (its mode and device are restored after).
+        layers: the analysed layers (see :func:`worker.models.layers.resolve_layers`); neuron order is
+            layers in this order, channels within.
+        batches: image batches ``(B, 3, H, W)`` in dataset order — the image index is the running
+            position. An element may also be a ``(images, labels, ...)`` tuple/list (a DataLoader over an
+            ImageFolder); only its first item is used.
+        k: stimuli per neuron.
+        device: where to compute; default the model's device. The model is moved there for the pass.
+        progress: called with the number of images processed so far after each batch.
+        keep_responses: also return ``responses`` (every image × every neuron spatial maximum); costs
+            ``n_images × n_neurons × 4`` bytes of host memory.
+        stop_early: end each forward pass right after the last analysed layer has run (the rest of the
+            network — e.g. the classifier — cannot change the stimuli).
+
+    Returns:
+        :class:`Stimuli`.
+
+    Raises:
+        ConceptEvoError: no layers, ``k < 1``, fewer than ``k`` images, a layer whose output is not a
+            ``(B, C, H, W)`` map of the expected channel count, a map size that changes between batches,
+            or NaN activations.
+    """
+    if not layers:
+        raise ConceptEvoError("no layers to compute stimuli for")
+    if k < 1:
+        raise ConceptEvoError(f"k must be at least 1, got {k}")
+    names = [spec.name for spec in layers]
+    if len(set(names)) != len(names):
+        raise ConceptEvoError(f"a layer is listed twice in {names}")
+    first_param = next(model.parameters(), None)
+    original_device = first_param.device if first_param is not None else torch.device("cpu")
+    dtype = first_param.dtype if first_param is not None else torch.float32
+    device = torch.device(device) if device is not None else original_device
+
+    offsets = np.cumsum([0] + [spec.channels for spec in layers])
+    n_neurons = int(offsets[-1])
+    column = {spec.name: (int(offsets[i]), spec.channels) for i, spec in enumerate(layers)}
+    map_sizes: dict[str, tuple[int, int]] = {}
+    state = _RunningTopK(k, n_neurons, device)
+    responses: list[torch.Tensor] = []
+    batch_max: torch.Tensor | None = None
+    batch_arg: torch.Tensor | None = None
+    fired: set[str] = set()
+
+    def on_output(name: str, output: torch.Tensor) -> None:
+        if not isinstance(output, torch.Tensor) or output.dim() != 4:
+            shape = list(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
+            raise ConceptEvoError(f"layer {name!r} outputs {shape}, not a (B, C, H, W) map")
+        start, channels = column[name]
+        if output.shape[1] != channels:
+            raise ConceptEvoError(f"layer {name!r} outputs {output.shape[1]} channels, expected {channels}")
+        size = (int(output.shape[2]), int(output.shape[3]))
+        if map_sizes.setdefault(name, size) != size:
+            raise ConceptEvoError(
+                f"layer {name!r} map size changed from {map_sizes[name]} to {size}; "
+                "all images must have the same size"
+            )
+        # Spatial max and its first row-major location, computed now, before any in-place op runs.
+        values, where = output.detach().flatten(2).max(dim=2)
+        batch_max[:, start : start + channels] = values
+        batch_arg[:, start : start + channels] = where
+        fired.add(name)
+        if stop_early and len(fired) == len(names):
+            raise _StopForward
+
+    was_training = model.training
+    model.eval()
+    if device != original_device:
+        model.to(device)
+    n_images = 0
+    started = time.perf_counter()
+    logger.info("stimuli: %d neurons in %d layers, k=%d, on %s", n_neurons, len(layers), k, device)
+    try:
+        with torch.no_grad(), LayerTaps(model, names, on_output):
+            for batch in batches:
+                images = batch[0] if isinstance(batch, tuple | list) else batch
+                if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[0] == 0:
+                    raise ConceptEvoError("each batch must be a non-empty (B, C, H, W) image tensor")
+                images = images.to(device=device, dtype=dtype, non_blocking=True)
+                size = images.shape[0]
+                batch_max = torch.empty((size, n_neurons), dtype=torch.float32, device=device)
+                batch_arg = torch.empty((size, n_neurons), dtype=torch.int64, device=device)
+                fired.clear()
+                try:
+                    model(images)
+                except _StopForward:
+                    pass
+                missing = [name for name in names if name not in fired]
+                if missing:
+                    raise ConceptEvoError(f"layer {missing[0]!r} did not run in the forward pass")
+                state.merge(batch_max, batch_arg, n_images)
+                if keep_responses:
+                    responses.append(batch_max.to("cpu", non_blocking=True))
+                n_images += size
+                if progress is not None:
+                    progress(n_images)
+    finally:
+        if device != original_device:
+            model.to(original_device)
+        model.train(was_training)
+
+    if n_images < k:
+        raise ConceptEvoError(
+            f"k={k} stimuli per neuron need at least {k} images; the dataset has {n_images}"
+        )
+    nan_rows = np.flatnonzero(state.nan_seen.cpu().numpy())
+    if nan_rows.size:
+        layer = layers[int(np.searchsorted(offsets, nan_rows[0], side="right")) - 1].name
+        raise ConceptEvoError(f"layer {layer!r} produced NaN activations; the model's weights are broken")
+
+    layer_of = np.repeat(np.arange(len(layers), dtype=np.int32), [spec.channels for spec in layers])
+    channel_of = np.concatenate([np.arange(spec.channels, dtype=np.int32) for spec in layers])
+    flat = state.argmax.T.cpu().numpy()
+    widths = np.array([map_sizes[spec.name][1] for spec in layers], dtype=np.int64)[layer_of][:, None]
+    argmax_yx = np.stack([flat // widths, flat % widths], axis=-1).astype(np.int32)
+    logger.info("stimuli: %d images in %.2f s", n_images, time.perf_counter() - started)
+    return Stimuli(
+        indices=state.index.T.cpu().numpy().astype(np.int64),
+        maxima=state.values.T.cpu().numpy().astype(np.float32),
+        argmax_yx=argmax_yx,
+        layer_of=layer_of,
+        channel_of=channel_of,
+        layer_names=names,
+        map_sizes=[map_sizes[name] for name in names],
+        n_images=n_images,
+        responses=torch.cat(responses).numpy() if keep_responses else None,
+    )
+
+
+class _StopForward(Exception):
+    """Raised by the hook once every analysed layer has run, to skip the rest of the network."""
+
+
+class _RunningTopK:
+    """Running top-k per column of ``(B, N)`` batches, ordered by (value desc, image index asc)."""
+
+    def __init__(self, k: int, n_neurons: int, device: torch.device) -> None:
+        self.k = k
+        self.values = torch.empty((0, n_neurons), dtype=torch.float32, device=device)
+        self.index = torch.empty((0, n_neurons), dtype=torch.int64, device=device)
+        self.argmax = torch.empty((0, n_neurons), dtype=torch.int64, device=device)
+        self.nan_seen = torch.zeros(n_neurons, dtype=torch.bool, device=device)
+
+    def merge(self, values: torch.Tensor, argmax: torch.Tensor, first_index: int) -> None:
+        """Merge one batch (rows = images ``first_index, first_index + 1, …``) with one stable sort."""
+        self.nan_seen |= torch.isnan(values).any(dim=0)
+        size, n_neurons = values.shape
+        image = torch.arange(first_index, first_index + size, dtype=torch.int64, device=values.device)
+        all_values = torch.cat([self.values, values])
+        all_index = torch.cat([self.index, image[:, None].expand(size, n_neurons)])
+        all_argmax = torch.cat([self.argmax, argmax])
+        order = torch.sort(all_values, dim=0, descending=True, stable=True).indices[: self.k]
+        self.values = all_values.gather(0, order)
+        self.index = all_index.gather(0, order)
+        self.argmax = all_argmax.gather(0, order)

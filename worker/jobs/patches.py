@@ -1,0 +1,98 @@
+"""Glue: write one snapshot's example patches as files, and return the rows that reference them.
+
+Layout: one WebP sprite per (snapshot, neuron) — ``patches/s<snapshot id>/n<neuron id>.webp`` under the
+data directory — holding the neuron's k patches side by side as square tiles (tile ``r`` = stimulus of
+rank ``r``, each ``TILE`` pixels). One file per neuron instead of per patch keeps the demo world at
+~20k small files instead of ~200k, and lets the page show a neuron's patches with one request. Files
+are written to temporary names and renamed into place *before* the transaction that references them
+commits; rewriting a snapshot simply replaces them.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from torch import nn
+
+from backend.store import data_dir
+from worker.data.imagefolder import ImageFolderDataset
+from worker.engine.patches import iter_crops
+from worker.engine.receptive_field import receptive_fields
+from worker.engine.stimuli import Stimuli
+from worker.jobs.common import write_file_atomically
+from worker.models.layers import LayerSpec
+
+TILE = 64
+
+
+def sprite_path(snapshot_id: int, neuron_id: int) -> str:
+    """The sprite's path relative to the data directory."""
+    return f"patches/s{snapshot_id}/n{neuron_id}.webp"
+
+
+def write_patch_files(
+    snapshot_id: int,
+    neuron_ids: np.ndarray,
+    stimuli: Stimuli,
+    model: nn.Module,
+    layers: list[LayerSpec],
+    dataset: ImageFolderDataset,
+    progress: Callable[[float, str], None] | None = None,
+) -> list[dict]:
+    """Crop every stimulus under its neuron's receptive field, write the sprites, return patch rows.
+
+    Args:
+        snapshot_id: the snapshot the stimuli belong to.
+        neuron_ids: database id of each stimuli row (same order).
+        stimuli: the snapshot's stimuli.
+        model: the snapshot's model (for its receptive fields).
+        layers: its analysed layers.
+        dataset: the images (each decoded once here).
+        progress: ``f(fraction, message)``.
+
+    Returns:
+        One dict per patch for :func:`backend.store.write_patches`.
+    """
+    first = dataset.load_pil(0)
+    fields = receptive_fields(model, layers, (first.height, first.width))
+    k = stimuli.k
+    sprites = np.zeros((stimuli.n_neurons, TILE, TILE * k, 3), dtype=np.uint8)
+    rows: list[dict] = []
+    for crop in iter_crops(stimuli, fields, dataset.load_pil):
+        tile = _fit(crop.image)
+        y0 = (TILE - tile.shape[0]) // 2
+        x0 = crop.rank * TILE + (TILE - tile.shape[1]) // 2
+        sprites[crop.neuron, y0 : y0 + tile.shape[0], x0 : x0 + tile.shape[1]] = tile
+        y_0, x_0, y_1, x_1 = crop.box
+        rows.append(
+            {
+                "neuron_id": int(neuron_ids[crop.neuron]),
+                "rank": crop.rank,
+                "image_idx": crop.image_index,
+                "y0": y_0,
+                "x0": x_0,
+                "y1": y_1,
+                "x1": x_1,
+                "file": sprite_path(snapshot_id, int(neuron_ids[crop.neuron])),
+            }
+        )
+    root = Path(data_dir())
+    for row_index, neuron_id in enumerate(neuron_ids):
+        buffer = io.BytesIO()
+        Image.fromarray(sprites[row_index]).save(buffer, format="WEBP", quality=85, method=2)
+        write_file_atomically(root / sprite_path(snapshot_id, int(neuron_id)), buffer.getvalue())
+        if progress is not None and row_index % 64 == 0:
+            progress(row_index / len(neuron_ids), f"patches {row_index}/{len(neuron_ids)} neurons")
+    return rows
+
+
+def _fit(crop: Image.Image) -> np.ndarray:
+    """Scale a crop so its longer side is TILE (NEAREST up, so tiny early-layer crops stay sharp)."""
+    scale = TILE / max(crop.size)
+    size = (max(1, round(crop.width * scale)), max(1, round(crop.height * scale)))
+    method = Image.Resampling.NEAREST if scale >= 1 else Image.Resampling.BOX
+    return np.asarray(crop.convert("RGB").resize(size, method))
