@@ -115,14 +115,16 @@ def run_worker(
         max_jobs: exit after this many jobs.
         worker_id: name written in the job rows (default host:pid).
         kinds: only claim these job kinds.
-        handlers: kind → handler (default: :data:`worker.jobs.HANDLERS`).
+        handlers: kind → handler (default: :func:`worker.jobs.handlers`).
         install_signals: turn SIGTERM/SIGINT into a clean release of the current job.
 
     Returns:
         The number of jobs this worker finished successfully.
     """
     if handlers is None:
-        from worker.jobs import HANDLERS as handlers
+        from worker.jobs import handlers as default_handlers
+
+        handlers = default_handlers()
     worker_id = worker_id or queue.default_worker_id()
     stop = threading.Event()
     if install_signals and threading.current_thread() is threading.main_thread():
