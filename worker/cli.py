@@ -9,11 +9,16 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
+
+# OpenMP's busy-waiting makes torch several times slower when other processes share the cores
+# (a worker beside the server, two workers on a laptop); must be set before torch is imported.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 app = typer.Typer(
     name="conceptevo",
@@ -108,6 +113,7 @@ def train(
     augment: Annotated[bool, typer.Option(help="Random crop + flip.")] = True,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N.")] = "cpu",
+    overwrite: Annotated[bool, typer.Option(help="Replace a run already in --out.")] = False,
 ) -> None:
     """Train any model on any ImageFolder with one checkpoint per epoch (the layout ConceptEvo reads).
 
@@ -128,7 +134,7 @@ def train(
         seed=seed,
         device=device,
     )
-    history = run_training(config, dataset, out, progress=True)
+    history = run_training(config, dataset, out, progress=True, overwrite=overwrite)
     typer.echo(json.dumps(history[-1]))
 
 

@@ -330,7 +330,10 @@ def finishing(
     The job row is locked from entry to commit, so no other worker can take it in between.
     """
     if result is not None:
-        canonical_params(result)  # must be JSON-able
+        try:
+            canonical_params(result)  # must be JSON-able
+        except ValueError as exc:
+            raise ValueError(f"job {job_id} result is not plain JSON: {exc}") from None
     with store.session() as s:
         now = utcnow()
         res = s.execute(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 from typing import Any
 
 from backend.store import (
@@ -107,7 +108,7 @@ def handle_build_space(ctx: JobContext) -> None:
             base.vectors,
             base.positions,
             coverage=base.coverage,
-            diversity=base.diversity,
+            diversity=_finite(base.diversity, f"diversity of snapshot {snapshot_id}"),
             movement=None,
         )
         write_patches(session, snapshot_id, patches)
@@ -171,11 +172,12 @@ def handle_add_snapshot(ctx: JobContext) -> None:
         order = {int(n): i for i, n in enumerate(earlier[0])}
         before = earlier[1][[order[int(n)] for n in neuron_ids]]
         moved = movement(before, placed.vectors)[0]
+    diversity = _finite(placed.diversity, f"diversity of snapshot {snapshot_id}")
     result = {
         "space": space_name,
         "neurons": len(neuron_ids),
         "coverage": placed.coverage,
-        "diversity": placed.diversity,
+        "diversity": diversity,
         "movement": moved,
     }
     with finishing(ctx.store, ctx.job.id, ctx.worker_id, result=result) as session:
@@ -189,10 +191,20 @@ def handle_add_snapshot(ctx: JobContext) -> None:
             placed.vectors,
             placed.positions,
             coverage=placed.coverage,
-            diversity=placed.diversity,
+            diversity=diversity,
             movement=moved,
         )
         write_patches(session, snapshot_id, patches)
+
+
+def _finite(value: float, what: str) -> float | None:
+    """``value``, or None when it is not finite: a differential entropy is −∞ once several neurons share
+    identical vectors in a dimension (e.g. dead neurons at initialisation, whose stimuli tie), which JSON
+    cannot carry. None is stored and shown as "collapsed"."""
+    if math.isfinite(value):
+        return float(value)
+    log.warning("%s is %s (collapsed vectors); stored as null", what, value)
+    return None
 
 
 def _summary(stats: dict[str, Any]) -> dict[str, Any]:
