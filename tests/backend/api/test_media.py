@@ -85,3 +85,39 @@ def test_symlink_out_of_data_dir_is_refused(world: World) -> None:
         assert safe_media_path(world.data_dir, "../api-world0/secret.png") is None
     finally:
         link.unlink()
+
+
+def test_sprite_tiles(client: TestClient, world: World) -> None:
+    """A worker sprite (k square tiles side by side): /sprite serves it whole, /{rank} serves tile rank."""
+    import io
+
+    from PIL import Image
+
+    colours = [(200, 10, 10), (10, 200, 10), (10, 10, 200)]
+    sprite = Image.new("RGB", (8 * len(colours), 8))
+    for rank, colour in enumerate(colours):
+        sprite.paste(colour, (rank * 8, 0, rank * 8 + 8, 8))
+    path = world.data_dir / "patches" / "sprite-test.webp"
+    sprite.save(path, format="WEBP", lossless=True)
+    con = sqlite3.connect(world.db_path)
+    try:
+        old = con.execute("SELECT rank, file FROM patches WHERE snapshot_id=2 AND neuron_id=10").fetchall()
+        con.execute(
+            "UPDATE patches SET file=? WHERE snapshot_id=2 AND neuron_id=10", ("patches/sprite-test.webp",)
+        )
+        con.commit()
+        whole = client.get("/api/patches/2/10/sprite")
+        assert whole.status_code == 200 and whole.content == path.read_bytes()
+        for rank, colour in enumerate(colours):
+            tile = client.get(f"/api/patches/2/10/{rank}")
+            assert tile.status_code == 200 and tile.headers["content-type"] == "image/webp"
+            image = Image.open(io.BytesIO(tile.content)).convert("RGB")
+            assert image.size == (8, 8) and image.getpixel((4, 4)) == colour
+        assert client.get("/api/patches/2/10/5").status_code == 404
+    finally:
+        con.executemany(
+            "UPDATE patches SET file=? WHERE snapshot_id=2 AND neuron_id=10 AND rank=?",
+            [(file, rank) for rank, file in old],
+        )
+        con.commit()
+        con.close()
