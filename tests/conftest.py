@@ -8,6 +8,8 @@ import pytest
 
 # Tests never touch the network and run on the CPU; keep torch from oversubscribing 2 cores.
 os.environ.setdefault("OMP_NUM_THREADS", "2")
+# Passive OpenMP threads: busy-waiting threads make small convolutions far slower when cores are shared.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 @pytest.fixture(scope="session")
