@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from worker.data.imagefolder import ImageFolderDataset, load_split
+from worker.data.imagefolder import ImageFolderDataset, load_split, make_loader
 from worker.engine.health import concept_diversity, movement
 from worker.engine.image_embedding import (
     UncoveredRule,
@@ -158,15 +158,14 @@ def open_dataset(root: str | Path, split: str = "train", image_size: int | None 
 
 def image_batches(dataset: ImageFolderDataset, batch_size: int) -> Iterator[torch.Tensor]:
     """Float image batches in dataset order (decoded once into memory when the dataset is small)."""
-    first = dataset.load_uint8(0)
-    if first.numel() * len(dataset) <= PRELOAD_LIMIT_BYTES:
+    if dataset.augment:
+        raise ConceptEvoError(f"dataset {dataset.root} has augmentation on; stimuli need the images as they are")
+    if dataset.load_uint8(0).numel() * len(dataset) <= PRELOAD_LIMIT_BYTES:
         images = dataset.preload()
         for start in range(0, len(dataset), batch_size):
             yield dataset.to_float(images[start : start + batch_size])
         return
-    plain = ImageFolderDataset.__new__(ImageFolderDataset)
-    plain.__dict__.update(dataset.__dict__, augment=False)
-    for batch, _labels, _index in torch.utils.data.DataLoader(plain, batch_size=batch_size, shuffle=False):
+    for batch, _labels, _index in make_loader(dataset, batch_size, shuffle=False):
         yield batch
 
 
