@@ -2,7 +2,8 @@
 
 Every command imports its heavy dependencies (torch, umap) lazily, so ``conceptevo serve`` and
 ``conceptevo --help`` start in well under a second. User errors (:class:`~worker.errors.ConceptEvoError`,
-the store's ``StoreError``) are printed as one line on stderr with exit status 2, never a traceback.
+the store's ``StoreError``, and bad option values found once the command runs) are printed as one line
+on stderr with exit status 2, never a traceback.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+
+from worker.errors import ConceptEvoError
 
 # OpenMP's busy-waiting makes torch several times slower when other processes share the cores
 # (a worker beside the server, two workers on a laptop); must be set before torch is imported.
@@ -58,7 +61,9 @@ def _root(
 @app.command("demo-data")
 def demo_data(
     out: Annotated[Path | None, typer.Option(help="Output folder (default: data/demo/dataset).")] = None,
-    size: Annotated[str, typer.Option(help="small (a few hundred images) or default (4,000 + 1,000).")] = "default",
+    size: Annotated[
+        str, typer.Option(help="small (a few hundred images) or default (4,000 + 1,000).")
+    ] = "default",
     seed: Annotated[int, typer.Option(help="Random seed; same seed, same bytes.")] = 0,
 ) -> None:
     """Generate the demo image set (an ImageFolder of known visual concepts).
@@ -68,7 +73,7 @@ def demo_data(
     from worker.demo.generate import generate_demo_data
 
     if size not in ("small", "default"):
-        raise typer.BadParameter("size must be 'small' or 'default'")
+        raise ConceptEvoError("size must be 'small' or 'default'")
     root = out if out is not None else _demo_root(None) / "dataset"
     summary = generate_demo_data(root, size=size, seed=seed, progress=True)
     typer.echo(
@@ -103,13 +108,17 @@ def demo_train(
 def train(
     dataset: Annotated[Path, typer.Argument(help="ImageFolder root (with train/ and val/, or one folder).")],
     out: Annotated[Path, typer.Option(help="Run folder to write epoch_NNN.pt and history.json into.")],
-    arch: Annotated[str, typer.Option(help="torchvision name (resnet18) or package.module:factory.")] = "demo-vgg",
+    arch: Annotated[
+        str, typer.Option(help="torchvision name (resnet18) or package.module:factory.")
+    ] = "demo-vgg",
     epochs: Annotated[int, typer.Option(help="Training epochs (epoch 0 = the initialisation).")] = 10,
     batch_size: Annotated[int, typer.Option(help="Mini-batch size.")] = 64,
     optimizer: Annotated[str, typer.Option(help="adam or sgd.")] = "adam",
     lr: Annotated[float, typer.Option(help="Learning rate.")] = 2e-3,
     schedule: Annotated[str, typer.Option(help="onecycle or constant.")] = "onecycle",
-    image_size: Annotated[int | None, typer.Option(help="Resize images to this side (default: as is).")] = None,
+    image_size: Annotated[
+        int | None, typer.Option(help="Resize images to this side (default: as is).")
+    ] = None,
     augment: Annotated[bool, typer.Option(help="Random crop + flip.")] = True,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N.")] = "cpu",
@@ -146,7 +155,9 @@ def _store():
 
 @app.command("demo")
 def demo(
-    size: Annotated[str, typer.Option(help="default (4,000 + 1,000 images) or small (for a quick look).")] = "default",
+    size: Annotated[
+        str, typer.Option(help="default (4,000 + 1,000 images) or small (for a quick look).")
+    ] = "default",
     seed: Annotated[int, typer.Option(help="Random seed of the demo world.")] = 0,
     serve: Annotated[bool, typer.Option(help="Start a worker and the web app after queueing.")] = True,
     host: Annotated[str, typer.Option(help="Address to serve on (loopback by default).")] = "127.0.0.1",
@@ -193,7 +204,9 @@ def _serve_with_worker(host: str, port: int, device: str) -> None:
 def serve(
     host: Annotated[str, typer.Option(help="Address to bind; loopback by default.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port.")] = 8000,
-    db: Annotated[str | None, typer.Option(help="Database URL or SQLite file (default $CONCEPTEVO_DB).")] = None,
+    db: Annotated[
+        str | None, typer.Option(help="Database URL or SQLite file (default $CONCEPTEVO_DB).")
+    ] = None,
     open_browser: Annotated[bool, typer.Option("--open", help="Open the page in a browser.")] = False,
 ) -> None:
     """Serve the web app and its HTTP API (OpenAPI at /docs).
@@ -208,7 +221,9 @@ def serve(
 @app.command("worker")
 def worker(
     device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N (default: cuda when present).")] = "auto",
-    once: Annotated[bool, typer.Option("--once", help="Exit when the queue has nothing left to claim.")] = False,
+    once: Annotated[
+        bool, typer.Option("--once", help="Exit when the queue has nothing left to claim.")
+    ] = False,
     poll: Annotated[float, typer.Option(help="Seconds between polls of an empty queue.")] = 2.0,
     max_jobs: Annotated[int | None, typer.Option(help="Exit after this many jobs.")] = None,
 ) -> None:
@@ -246,7 +261,9 @@ def add_run_command(
     arch: Annotated[str, typer.Option(help="torchvision name or package.module:factory.")],
     checkpoints: Annotated[Path, typer.Option(help="Folder with one checkpoint per epoch (epoch_3.pt, …).")],
     dataset: Annotated[str, typer.Option(help="Name of a registered dataset.")],
-    layer: Annotated[list[str] | None, typer.Option(help="Dotted module name to analyse (repeatable).")] = None,
+    layer: Annotated[
+        list[str] | None, typer.Option(help="Dotted module name to analyse (repeatable).")
+    ] = None,
     notes: Annotated[str, typer.Option(help="Free text.")] = "",
 ) -> None:
     """Register a training run and its per-epoch checkpoints.
@@ -283,10 +300,10 @@ def _run_snapshots(store, run: str, spec: str | None) -> tuple[int, dict[int, in
         try:
             wanted.update(range(int(low), int(high or low) + 1))
         except ValueError:
-            raise typer.BadParameter(f"epochs must look like 0-10 or 1,3,5; got {spec!r}") from None
+            raise ConceptEvoError(f"epochs must look like 0-10 or 1,3,5; got {spec!r}") from None
     missing = sorted(wanted - set(available))
     if missing:
-        raise typer.BadParameter(f"run {run!r} has no checkpoint for epoch(s) {missing[:10]}")
+        raise ConceptEvoError(f"run {run!r} has no checkpoint for epoch(s) {missing[:10]}")
     return run_id, {epoch: available[epoch] for epoch in sorted(wanted)}
 
 
@@ -294,7 +311,9 @@ def _run_snapshots(store, run: str, spec: str | None) -> tuple[int, dict[int, in
 def build_space_command(
     base: Annotated[str, typer.Option(help="Base snapshot as RUN@EPOCH.")],
     name: Annotated[str | None, typer.Option(help="Space name (default: RUN@EPOCH).")] = None,
-    compute: Annotated[list[str] | None, typer.Option(help="Then place every epoch of this run (repeatable).")] = None,
+    compute: Annotated[
+        list[str] | None, typer.Option(help="Then place every epoch of this run (repeatable).")
+    ] = None,
     k: Annotated[int | None, typer.Option(help="Stimuli per neuron (default 10).")] = None,
     dim: Annotated[int | None, typer.Option(help="Embedding dimension (default 30).")] = None,
     epochs: Annotated[int | None, typer.Option(help="Neuron-embedding epochs (paper: 10,000).")] = None,
@@ -308,10 +327,17 @@ def build_space_command(
 
     run, _, epoch = base.rpartition("@")
     if not run or not epoch.isdigit():
-        raise typer.BadParameter(f"--base must look like RUN@EPOCH, got {base!r}")
+        raise ConceptEvoError(f"--base must look like RUN@EPOCH, got {base!r}")
     store = _store()
     _, snapshots = _run_snapshots(store, run, epoch)
-    params = {"base_snapshot_id": snapshots[int(epoch)], "name": name, "k": k, "dim": dim, "epochs": epochs, "seed": seed}
+    params = {
+        "base_snapshot_id": snapshots[int(epoch)],
+        "name": name,
+        "k": k,
+        "dim": dim,
+        "epochs": epochs,
+        "seed": seed,
+    }
     if compute:
         params["compute_runs"] = [run_id_of(store, other) for other in compute]
     _enqueue("build_space", {key: value for key, value in params.items() if value is not None})
@@ -336,7 +362,9 @@ def compute_command(
         row = session.scalars(select(Space).where(Space.name == space)).first()
         if row is None:
             names = ", ".join(session.scalars(select(Space.name))) or "none"
-            raise typer.BadParameter(f"no space {space!r} (spaces: {names}); build one with build-space --compute")
+            raise ConceptEvoError(
+                f"no space {space!r} (spaces: {names}); build one with build-space --compute"
+            )
         space_id = row.id
     for snapshot_id in _run_snapshots(store, run, epochs)[1].values():
         _enqueue("add_snapshot", {"space_id": space_id, "snapshot_id": snapshot_id})
@@ -355,14 +383,14 @@ def importance_command(
     Example: conceptevo importance healthy --from 2 --to 5 --classes 0,1
     """
     if start >= end:
-        raise typer.BadParameter("--from must be an earlier epoch than --to")
+        raise ConceptEvoError("--from must be an earlier epoch than --to")
     run_id, _ = _run_snapshots(_store(), run, f"{start},{end}")
     params: dict = {"run_id": run_id, "epoch_from": start, "epoch_to": end}
     if classes:
         try:
             params["classes"] = sorted({int(c) for c in classes.split(",")})
         except ValueError:
-            raise typer.BadParameter(f"classes must look like 0,3,7; got {classes!r}") from None
+            raise ConceptEvoError(f"classes must look like 0,3,7; got {classes!r}") from None
     _enqueue("importance", params)
     if revert:
         _enqueue("revert_eval", params)
@@ -391,7 +419,7 @@ def jobs_command(
             typer.echo(line)
         return
     if action not in ("cancel", "retry") or job_id is None:
-        raise typer.BadParameter("use: jobs list | jobs cancel ID | jobs retry ID")
+        raise ConceptEvoError("use: jobs list | jobs cancel ID | jobs retry ID")
     job = queue.cancel(store, job_id) if action == "cancel" else queue.retry(store, job_id)
     typer.echo(f"job {job.id}: {job.status}")
 
@@ -399,7 +427,6 @@ def jobs_command(
 def main() -> None:
     """Console-script entry: run the app, turning user errors into one-line messages."""
     from backend.store.errors import StoreError
-    from worker.errors import ConceptEvoError
 
     user_errors: tuple[type[BaseException], ...] = (ConceptEvoError, StoreError)
     try:

@@ -13,6 +13,7 @@ marks the job done, so a killed or failed job leaves nothing half-written.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 import time
@@ -29,8 +30,24 @@ from worker.errors import ConceptEvoError
 
 log = logging.getLogger(__name__)
 
-LEASE_S = 60.0
-HEARTBEAT_S = 3.0
+
+def _env_seconds(name: str, default: float) -> float:
+    """A positive number of seconds from the environment (tests shorten leases), else ``default``."""
+    value = os.environ.get(name)
+    try:
+        seconds = float(value) if value else default
+    except ValueError:
+        seconds = -1.0
+    if not seconds > 0:
+        log.warning("ignoring %s=%r (not a positive number of seconds); using %s", name, value, default)
+        return default
+    return seconds
+
+
+#: A job's lease: a worker that has not renewed it for this long is presumed dead and its job is claimed again.
+LEASE_S = _env_seconds("CONCEPTEVO_LEASE_S", 60.0)
+#: How often the heartbeat thread renews the lease and writes the job's progress.
+HEARTBEAT_S = _env_seconds("CONCEPTEVO_HEARTBEAT_S", 3.0)
 
 
 class StopRequested(Exception):

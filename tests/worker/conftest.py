@@ -1,0 +1,33 @@
+"""Fixtures of the worker tests: a tiny but complete demo world, built once per test session."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+#: Epochs per demo run in the tiny world: enough for a space, several snapshots per run and one
+#: importance stage, cheap enough to train in seconds on 2 loaded cores.
+TINY_EPOCHS = {"healthy": 3, "high-lr": 2, "overfit": 2}
+
+
+@pytest.fixture(scope="session")
+def tiny_demo_world(tmp_path_factory) -> Path:
+    """A demo world (``dataset/`` + ``runs/<name>``) that :func:`worker.demo.plan.demo_world_ready`
+    accepts: the small demo data and the three demo runs cut to :data:`TINY_EPOCHS` epochs.
+
+    Read-only for tests: point ``$CONCEPTEVO_DATA/demo`` at it with a symlink instead of writing into it.
+    """
+    from worker.demo.generate import generate_demo_data
+    from worker.demo.plan import demo_world_ready
+    from worker.demo.runs import DEMO_RUNS
+    from worker.training import train
+
+    root = tmp_path_factory.mktemp("tiny_demo_world")
+    generate_demo_data(root / "dataset", size="small", seed=0, progress=False)
+    for name, epochs in TINY_EPOCHS.items():
+        config = replace(DEMO_RUNS[name], epochs=epochs)
+        train(config, root / "dataset", root / "runs" / name, progress=False, name=name)
+    assert demo_world_ready(root)
+    return root
