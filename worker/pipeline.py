@@ -159,7 +159,9 @@ def open_dataset(root: str | Path, split: str = "train", image_size: int | None 
 def image_batches(dataset: ImageFolderDataset, batch_size: int) -> Iterator[torch.Tensor]:
     """Float image batches in dataset order (decoded once into memory when the dataset is small)."""
     if dataset.augment:
-        raise ConceptEvoError(f"dataset {dataset.root} has augmentation on; stimuli need the images as they are")
+        raise ConceptEvoError(
+            f"dataset {dataset.root} has augmentation on; stimuli need the images as they are"
+        )
     if dataset.load_uint8(0).numel() * len(dataset) <= PRELOAD_LIMIT_BYTES:
         images = dataset.preload()
         for start in range(0, len(dataset), batch_size):
@@ -182,10 +184,16 @@ def snapshot_stimuli(
     """Algorithm 2 for every neuron of ``layers``: one no-grad pass over ``dataset``."""
     total = len(dataset)
     report = (lambda done: progress(done / total, f"stimuli {done}/{total} images")) if progress else None
+    batches = image_batches(dataset, batch_size)
+    if torch.device(device).type == "cpu":
+        # oneDNN convolutions and pooling run ~2× faster on NHWC tensors (measured on the demo net);
+        # the layout changes no value the stimuli depend on beyond float rounding.
+        model = model.to(memory_format=torch.channels_last)
+        batches = (batch.contiguous(memory_format=torch.channels_last) for batch in batches)
     return compute_stimuli(
         model,
         layers,
-        image_batches(dataset, batch_size),
+        batches,
         k=k,
         device=device,
         progress=report,

@@ -57,13 +57,17 @@ def add_dataset(store: Store, root: str | Path, name: str | None = None) -> Regi
     root = Path(root).resolve()
     dataset = ImageFolderDataset(root)
     name = name or (f"{root.parent.name}-{root.name}" if root.name in ("train", "val", "test") else root.name)
-    images = [(str(Path(p).relative_to(root)), int(label)) for p, label in zip(dataset.paths, dataset.targets, strict=True)]
+    images = [
+        (str(Path(p).relative_to(root)), int(label))
+        for p, label in zip(dataset.paths, dataset.targets, strict=True)
+    ]
     with store.session() as session:
         row = register_dataset(session, name, str(root), dataset.class_names, images)
         dataset_id = row.id
     skipped = f", {len(dataset.skipped)} unreadable file(s) skipped" if dataset.skipped else ""
     return Registered(
-        dataset_id, f"dataset {name!r} (id {dataset_id}): {len(images)} images, {len(dataset.class_names)} classes{skipped}"
+        dataset_id,
+        f"dataset {name!r} (id {dataset_id}): {len(images)} images, {len(dataset.class_names)} classes{skipped}",
     )
 
 

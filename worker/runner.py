@@ -196,15 +196,26 @@ def _run_one(store, job, worker_id, device, cache, stop, handlers) -> str:
     except MemoryError:
         _fail(store, job, worker_id, f"out of memory while running {job.kind}", retry=False)
         return "failed"
-    except Exception as exc:  # an unexpected failure: keep the worker alive, record it readably
-        log.error("job %s failed:\n%s", job.id, traceback.format_exc())
-        message = str(exc).splitlines()[0] if str(exc) else ""
-        _fail(store, job, worker_id, f"{type(exc).__name__}: {message}"[:500], retry=True)
+    except RuntimeError as exc:
+        if "out of memory" not in str(exc).lower():
+            return _unexpected(store, job, worker_id, exc)
+        # CUDA's OutOfMemoryError is a RuntimeError; retrying the same job on the same card cannot help.
+        _fail(store, job, worker_id, f"out of memory on {device} while running {job.kind}", retry=False)
         return "failed"
+    except Exception as exc:  # an unexpected failure: keep the worker alive, record it readably
+        return _unexpected(store, job, worker_id, exc)
     finally:
         beat_stop.set()
         beat.join(timeout=5)
         ctx._bar.close()
+
+
+def _unexpected(store, job, worker_id: str, exc: BaseException) -> str:
+    """Record an unexpected failure readably (first line of the message) and let the job be retried."""
+    log.error("job %s failed:\n%s", job.id, traceback.format_exc())
+    message = str(exc).splitlines()[0] if str(exc) else ""
+    _fail(store, job, worker_id, f"{type(exc).__name__}: {message}"[:500], retry=True)
+    return "failed"
 
 
 def _fail(store, job, worker_id: str, error: str, retry: bool) -> None:

@@ -145,7 +145,9 @@ def iter_patches(
     if out_size < 1:
         raise ConceptEvoError(f"patch size must be positive, got {out_size}")
     for crop in iter_crops(stimuli, fields, load_image, input_size, neurons):
-        yield Patch(crop.neuron, crop.rank, crop.image_index, crop.box, encode_patch(crop.image, out_size, fmt))
+        yield Patch(
+            crop.neuron, crop.rank, crop.image_index, crop.box, encode_patch(crop.image, out_size, fmt)
+        )
 
 
 def iter_crops(

@@ -83,7 +83,7 @@ def write_patch_files(
     root = Path(data_dir())
     for row_index, neuron_id in enumerate(neuron_ids):
         buffer = io.BytesIO()
-        Image.fromarray(sprites[row_index]).save(buffer, format="WEBP", quality=85, method=2)
+        Image.fromarray(sprites[row_index]).save(buffer, format="WEBP", quality=85, method=0)
         write_file_atomically(root / sprite_path(snapshot_id, int(neuron_id)), buffer.getvalue())
         if progress is not None and row_index % 64 == 0:
             progress(row_index / len(neuron_ids), f"patches {row_index}/{len(neuron_ids)} neurons")

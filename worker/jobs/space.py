@@ -120,9 +120,16 @@ def queue_snapshots(store, space_id: int, run_ids: list[int]) -> list[int]:
     """Queue ``add_snapshot`` for every epoch of ``run_ids`` not yet computed in the space; returns job ids."""
     with store.session(readonly=True) as session:
         done = {snap.id for _row, snap in list_space_snapshots(session, space_id)}
-        wanted = [snap.id for run_id in run_ids for snap in list_snapshots(session, run_id) if snap.id not in done]
+        wanted = [
+            snap.id for run_id in run_ids for snap in list_snapshots(session, run_id) if snap.id not in done
+        ]
     return [
-        enqueue(store, "add_snapshot", {"space_id": space_id, "snapshot_id": sid}, priority=PRIORITY["add_snapshot"])[0].id
+        enqueue(
+            store,
+            "add_snapshot",
+            {"space_id": space_id, "snapshot_id": sid},
+            priority=PRIORITY["add_snapshot"],
+        )[0].id
         for sid in wanted
     ]
 
@@ -158,9 +165,7 @@ def handle_add_snapshot(ctx: JobContext) -> None:
         with finishing(ctx.store, ctx.job.id, ctx.worker_id, result=result):
             return
 
-    stimuli = snapshot_stimuli(
-        model, images, layers, k, batch_size, ctx.device, progress=ctx.stage(0.0, 0.6)
-    )
+    stimuli = snapshot_stimuli(model, images, layers, k, batch_size, ctx.device, progress=ctx.stage(0.0, 0.6))
     placed = place_stimuli(stimuli, image_vectors, covered, projection)
     patches = write_patch_files(snapshot_id, neuron_ids, stimuli, model, layers, images, ctx.stage(0.6, 0.97))
     ctx.progress(0.98, "writing results")
@@ -208,7 +213,16 @@ def _finite(value: float, what: str) -> float | None:
 
 
 def _summary(stats: dict[str, Any]) -> dict[str, Any]:
-    keep = ("rmse", "r2", "covered_images", "n_images", "pairs_per_epoch", "stimuli_s", "embedding_s", "umap_s")
+    keep = (
+        "rmse",
+        "r2",
+        "covered_images",
+        "n_images",
+        "pairs_per_epoch",
+        "stimuli_s",
+        "embedding_s",
+        "umap_s",
+    )
     out = {key: stats[key] for key in keep if key in stats}
     if stats.get("objective"):
         out["final_objective"] = stats["objective"][-1][1]

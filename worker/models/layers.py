@@ -74,7 +74,9 @@ def resolve_layers(
     unknown = [name for name in names if not name or name not in modules]
     if unknown:
         valid = ", ".join(name for name in modules if name)
-        raise ConceptEvoError(f"unknown layer {unknown[0]!r} in {type(model).__name__}; valid layers: {valid}")
+        raise ConceptEvoError(
+            f"unknown layer {unknown[0]!r} in {type(model).__name__}; valid layers: {valid}"
+        )
     order = {name: i for i, name in enumerate(modules)}
     ordered = sorted(dict.fromkeys(names), key=order.__getitem__)
     shapes = probe_output_shapes(model, ordered, input_shape)
