@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from backend.store.errors import NotFoundError
-from backend.store.models import Importance, ImportanceScore, Layer, Neuron, Run, Snapshot
+from backend.store.models import Importance
+from backend.store.queries import find_importance, ranking_of
 
 from . import queries
 from .deps import MAX_ID, DbDep, ImportanceId
@@ -57,53 +58,29 @@ def list_importance(
 
 def ranking(session: Session, imp: Importance, limit: int, offset: int) -> ImportanceRankingOut:
     """One page of the ranking of ``imp`` with each neuron's patches at ``epoch_from`` and ``epoch_to``."""
-    total = session.scalar(
-        select(func.count()).select_from(ImportanceScore).where(ImportanceScore.importance_id == imp.id)
-    )
-    rows = session.execute(
-        select(
-            ImportanceScore.neuron_id,
-            ImportanceScore.score,
-            ImportanceScore.mean_s,
-            Layer.idx,
-            Layer.name,
-            Neuron.channel,
-        )
-        .join(Neuron, Neuron.id == ImportanceScore.neuron_id)
-        .join(Layer, Layer.id == Neuron.layer_id)
-        .where(ImportanceScore.importance_id == imp.id)
-        .order_by(ImportanceScore.score.desc(), ImportanceScore.mean_s.desc(), ImportanceScore.neuron_id)
-        .limit(limit)
-        .offset(offset)
-    ).all()
-    snaps = dict(
-        session.execute(
-            select(Snapshot.epoch, Snapshot.id).where(
-                Snapshot.run_id == imp.run_id, Snapshot.epoch.in_([imp.epoch_from, imp.epoch_to])
-            )
-        ).all()
-    )
-    before_sid, after_sid = snaps.get(imp.epoch_from), snaps.get(imp.epoch_to)
-    pairs = [(sid, r[0]) for r in rows for sid in (before_sid, after_sid) if sid is not None]
-    patches = queries.patches_of(session, pairs)
+    page = ranking_of(session, imp, limit, offset)
     names = queries.class_names_of_runs(session, [imp.run_id])
+
+    def refs(snapshot_id: int | None, neuron_id: int, patches: list) -> list:
+        return [queries.patch_ref_out(snapshot_id, neuron_id, p) for p in patches] if snapshot_id else []
+
     return ImportanceRankingOut(
         importance=queries.importance_out(imp, names.get(imp.run_id, [])),
-        total=int(total or 0),
-        offset=offset,
+        total=page.total,
+        offset=page.offset,
         items=[
             RankedNeuronOut(
-                rank=offset + i + 1,
-                neuron_id=nid,
-                layer_idx=lidx,
-                layer_name=lname,
-                channel=ch,
-                score=score,
-                mean_s=mean_s,
-                before=patches.get((before_sid, nid), []) if before_sid is not None else [],
-                after=patches.get((after_sid, nid), []) if after_sid is not None else [],
+                rank=page.offset + i + 1,
+                neuron_id=row.neuron_id,
+                layer_idx=row.layer_idx,
+                layer_name=row.layer_name,
+                channel=row.channel,
+                score=row.score,
+                mean_s=row.mean_s,
+                before=refs(page.snapshot_from, row.neuron_id, row.patches_before),
+                after=refs(page.snapshot_to, row.neuron_id, row.patches_after),
             )
-            for i, (nid, score, mean_s, lidx, lname, ch) in enumerate(rows)
+            for i, row in enumerate(page.rows)
         ],
     )
 
@@ -127,16 +104,8 @@ def get_ranking(
     neurons by importance score (then mean sensitivity, then id), each with its patches before and after."""
 
     def q(session: Session) -> ImportanceRankingOut:
-        imp = session.scalars(
-            select(Importance).where(
-                Importance.run_id == run_id,
-                Importance.epoch_from == epoch_from,
-                Importance.epoch_to == epoch_to,
-                Importance.class_idx == class_idx,
-            )
-        ).first()
+        imp = find_importance(session, run_id, epoch_from, epoch_to, class_idx)
         if imp is None:
-            queries.get_or_404(session, Run, run_id, "run")
             raise NotFoundError(
                 f"importance of run {run_id} for class {class_idx} from epoch {epoch_from} to {epoch_to} is not "
                 "computed; POST /api/jobs with kind 'importance' to compute it"

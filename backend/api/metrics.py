@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from backend.store.models import Run, Snapshot, Space, SpaceSnapshot
+from backend.store.queries import run_metrics
 
 from . import queries
 from .deps import MAX_ID, DbDep, RunId
@@ -52,35 +53,23 @@ def get_metrics(
             )
         else:
             queries.get_or_404(session, Space, sid, "space")
-        per_space: dict[int, SpaceSnapshot] = {}
-        if sid is not None:
-            per_space = {
-                ss.snapshot_id: ss
-                for ss in session.scalars(
-                    select(SpaceSnapshot)
-                    .join(Snapshot, Snapshot.id == SpaceSnapshot.snapshot_id)
-                    .where(SpaceSnapshot.space_id == sid, Snapshot.run_id == run_id)
-                )
-            }
-        epochs = []
-        for s in queries.run_snapshots(session, run_id):
-            ss = per_space.get(s.id)
-            epochs.append(
-                EpochMetricsOut(
-                    epoch=s.epoch,
-                    snapshot_id=s.id,
-                    train_loss=s.train_loss,
-                    train_top1=s.train_top1,
-                    train_top5=s.train_top5,
-                    val_loss=s.val_loss,
-                    val_top1=s.val_top1,
-                    val_top5=s.val_top5,
-                    computed=ss is not None,
-                    coverage=queries.finite(ss.coverage) if ss else None,
-                    diversity=queries.finite(ss.diversity) if ss else None,
-                    movement=queries.finite(ss.movement) if ss else None,
-                )
+        epochs = [
+            EpochMetricsOut(
+                epoch=m.epoch,
+                snapshot_id=m.snapshot_id,
+                train_loss=m.train_loss,
+                train_top1=m.train_top1,
+                train_top5=m.train_top5,
+                val_loss=m.val_loss,
+                val_top1=m.val_top1,
+                val_top5=m.val_top5,
+                computed=m.computed,
+                coverage=queries.finite(m.coverage),
+                diversity=queries.finite(m.diversity),
+                movement=queries.finite(m.movement),
             )
+            for m in run_metrics(session, run_id, sid)
+        ]
         return RunMetricsOut(run_id=run_id, space_id=sid, epochs=epochs)
 
     return db.read(q)

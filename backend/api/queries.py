@@ -32,6 +32,7 @@ from backend.store.models import (
     Space,
     SpaceSnapshot,
 )
+from backend.store.queries import PatchRef
 
 from . import schemas
 
@@ -65,6 +66,18 @@ def patch_out(p: Patch) -> schemas.PatchOut:
         image_idx=p.image_idx,
         box=schemas.PatchBox(y0=p.y0, x0=p.x0, y1=p.y1, x1=p.x1),
         url=patch_url(p.snapshot_id, p.neuron_id, p.rank),
+    )
+
+
+def patch_ref_out(snapshot_id: int, neuron_id: int, ref: PatchRef) -> schemas.PatchOut:
+    """The API form of a store patch reference of (snapshot, neuron)."""
+    return schemas.PatchOut(
+        snapshot_id=snapshot_id,
+        neuron_id=neuron_id,
+        rank=ref.rank,
+        image_idx=ref.image_idx,
+        box=schemas.PatchBox(y0=ref.y0, x0=ref.x0, y1=ref.y1, x1=ref.x1),
+        url=patch_url(snapshot_id, neuron_id, ref.rank),
     )
 
 

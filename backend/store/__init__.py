@@ -24,7 +24,7 @@ Modules and public names
 * ``queries``  — ``list_datasets, get_dataset, list_images, get_image, list_runs, get_run, find_run,
   list_snapshots, get_snapshot, find_snapshot, list_spaces, get_space, list_space_snapshots, list_layers,
   run_neurons, points_blob, snapshot_vectors, previous_computed_snapshot, patches_of, get_patch,
-  neuron_detail, trajectory, nearest_neighbours, importance_ranking, list_importances, run_metrics``
+  neuron_detail, trajectory, nearest_neighbours, find_importance, importance_ranking, ranking_of, list_importances, run_metrics``
   and their result dataclasses.
 * ``dialects`` — the ONE place with SQLite-only (pragmas, BEGIN IMMEDIATE) and PostgreSQL-only
   (FOR UPDATE SKIP LOCKED, advisory lock) code.
@@ -71,6 +71,7 @@ from backend.store.queries import (
     PatchRef,
     SnapshotMetrics,
     TrajectoryPoint,
+    find_importance,
     find_run,
     find_snapshot,
     get_dataset,
@@ -93,6 +94,7 @@ from backend.store.queries import (
     patches_of,
     points_blob,
     previous_computed_snapshot,
+    ranking_of,
     run_metrics,
     run_neurons,
     snapshot_vectors,
@@ -167,6 +169,7 @@ __all__ = [
     "default_worker_id",
     "enqueue",
     "fail",
+    "find_importance",
     "find_run",
     "find_snapshot",
     "finish",
@@ -199,6 +202,7 @@ __all__ = [
     "patches_of",
     "points_blob",
     "previous_computed_snapshot",
+    "ranking_of",
     "register_dataset",
     "register_layers",
     "register_run",

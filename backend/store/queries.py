@@ -121,6 +121,10 @@ class ImportanceRanking:
     class_idx: int
     n_images: int
     rows: list[ImportanceRow]
+    total: int = 0
+    offset: int = 0
+    snapshot_from: int | None = None
+    snapshot_to: int | None = None
 
 
 @dataclass(frozen=True)
@@ -467,20 +471,12 @@ def nearest_neighbours(
 
 # --------------------------------------------------------------------------------------------------
 # importance and metrics
-def importance_ranking(
-    session: Session,
-    run_id: int,
-    epoch_from: int,
-    epoch_to: int,
-    class_idx: int,
-    limit: int = 50,
-    layer_idx: int | None = None,
-) -> ImportanceRanking | None:
-    """Neurons ranked by importance (highest I_n first, ties by neuron id) with before/after patch refs;
-    None if this (run, t, t', class) has not been computed. ``layer_idx`` restricts to one layer.
-    """
+def find_importance(
+    session: Session, run_id: int, epoch_from: int, epoch_to: int, class_idx: int
+) -> Importance | None:
+    """The importance computation (run, t, t', class), or None if it has not been computed."""
     get_run(session, run_id)
-    imp = session.scalars(
+    return session.scalars(
         select(Importance).where(
             Importance.run_id == run_id,
             Importance.epoch_from == epoch_from,
@@ -488,38 +484,62 @@ def importance_ranking(
             Importance.class_idx == class_idx,
         )
     ).first()
-    if imp is None:
-        return None
-    stmt = (
-        select(
-            ImportanceScore.neuron_id,
-            ImportanceScore.score,
-            ImportanceScore.mean_s,
-            Layer.idx,
-            Layer.name,
-            Neuron.channel,
-        )
+
+
+def importance_ranking(
+    session: Session,
+    run_id: int,
+    epoch_from: int,
+    epoch_to: int,
+    class_idx: int,
+    limit: int = 50,
+    offset: int = 0,
+    layer_idx: int | None = None,
+) -> ImportanceRanking | None:
+    """:func:`ranking_of` the computation (run, t, t', class); None if it has not been computed."""
+    imp = find_importance(session, run_id, epoch_from, epoch_to, class_idx)
+    return None if imp is None else ranking_of(session, imp, limit, offset, layer_idx)
+
+
+def ranking_of(
+    session: Session, imp: Importance, limit: int = 50, offset: int = 0, layer_idx: int | None = None
+) -> ImportanceRanking:
+    """One page of an importance computation's neurons, best first (I_n desc, then mean S desc, then neuron
+    id), with their patch refs before (epoch t) and after (epoch t'). ``layer_idx`` restricts to one layer;
+    ``total`` counts the rows of the whole ranking (of that layer)."""
+    where = [ImportanceScore.importance_id == imp.id]
+    if layer_idx is not None:
+        where.append(Layer.idx == layer_idx)
+    joined = (
+        select(ImportanceScore.neuron_id)
         .join(Neuron, ImportanceScore.neuron_id == Neuron.id)
         .join(Layer, Neuron.layer_id == Layer.id)
-        .where(ImportanceScore.importance_id == imp.id)
-        .order_by(ImportanceScore.score.desc(), ImportanceScore.neuron_id)
-        .limit(max(0, limit))
+        .where(*where)
     )
-    if layer_idx is not None:
-        stmt = stmt.where(Layer.idx == layer_idx)
-    rows = session.execute(stmt).all()
+    total = session.scalar(select(func.count()).select_from(joined.subquery())) or 0
+    rows = session.execute(
+        joined.add_columns(
+            ImportanceScore.score, ImportanceScore.mean_s, Layer.idx, Layer.name, Neuron.channel
+        )
+        .order_by(ImportanceScore.score.desc(), ImportanceScore.mean_s.desc(), ImportanceScore.neuron_id)
+        .limit(max(0, limit))
+        .offset(max(0, offset))
+    ).all()
     nids = [int(r[0]) for r in rows]
     snaps = {
         s.epoch: s.id
         for s in session.scalars(
-            select(Snapshot).where(Snapshot.run_id == run_id, Snapshot.epoch.in_([epoch_from, epoch_to]))
+            select(Snapshot).where(
+                Snapshot.run_id == imp.run_id, Snapshot.epoch.in_([imp.epoch_from, imp.epoch_to])
+            )
         )
     }
-    before = _patch_refs(session, snaps[epoch_from], nids) if epoch_from in snaps else {}
-    after = _patch_refs(session, snaps[epoch_to], nids) if epoch_to in snaps else {}
+    before_sid, after_sid = snaps.get(imp.epoch_from), snaps.get(imp.epoch_to)
+    before = _patch_refs(session, before_sid, nids) if before_sid is not None else {}
+    after = _patch_refs(session, after_sid, nids) if after_sid is not None else {}
     return ImportanceRanking(
         importance_id=imp.id,
-        run_id=run_id,
+        run_id=imp.run_id,
         epoch_from=imp.epoch_from,
         epoch_to=imp.epoch_to,
         class_idx=imp.class_idx,
@@ -537,6 +557,10 @@ def importance_ranking(
             )
             for r in rows
         ],
+        total=int(total),
+        offset=max(0, offset),
+        snapshot_from=before_sid,
+        snapshot_to=after_sid,
     )
 
 

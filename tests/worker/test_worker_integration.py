@@ -317,19 +317,7 @@ def test_demo_queues_once_and_one_worker_drains_it_into_a_full_database(demo_flo
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    "n_workers",
-    [
-        2,
-        pytest.param(
-            4,
-            marks=pytest.mark.skipif(
-                os.environ.get("CONCEPTEVO_TEST_FOUR_WORKERS") != "1",
-                reason="~45 s on 2 cores (4 torch processes); set CONCEPTEVO_TEST_FOUR_WORKERS=1 to run it",
-            ),
-        ),
-    ],
-)
+@pytest.mark.parametrize("n_workers", [2, 4])
 def test_concurrent_workers_run_every_job_exactly_once(demo_flow, tiny_demo_world, tmp_path, n_workers):
     """Copy the drained demo, forget the placements of two runs and every importance, re-queue them with
     ``demo``, and let several workers drain the queue together."""

@@ -421,12 +421,14 @@ def test_importance_round_trip_ranking_and_replace(store: Store, world: World) -
         (imp,) = list_importances(s, world.run_id)
         assert (imp.epoch_from, imp.epoch_to, imp.class_idx, imp.n_images) == (0, 2, 1, 2)
         r = importance_ranking(s, world.run_id, 0, 2, 1, limit=3)
-        assert r is not None
+        assert r is not None and (r.total, r.offset) == (5, 0)
         assert [(row.neuron_id, row.score, row.mean_s) for row in r.rows] == [
             (ids[2], 1.0, 0.3),
+            (ids[3], 0.5, 0.4),  # equal I_n: the larger mean sensitivity first
             (ids[0], 0.5, 0.1),
-            (ids[3], 0.5, 0.4),
         ]
+        page = importance_ranking(s, world.run_id, 0, 2, 1, limit=2, offset=3)
+        assert page is not None and [row.neuron_id for row in page.rows] == [ids[4], ids[1]]
         top = r.rows[0]
         assert (top.layer_idx, top.layer_name, top.channel) == (1, "features.3", 0)
         assert [p.file for p in top.patches_before] == ["b.webp"] and [p.file for p in top.patches_after] == [
