@@ -19,11 +19,11 @@ Modules and public names
 * ``blobs``    — ``pack_f32/unpack_f32, pack_i32/unpack_i32, pack_u8/unpack_u8, pack_points/unpack_points``.
 * ``queue``    — ``enqueue, claim, heartbeat, finishing, finish, fail, release, cancel, retry, get_job,
   list_jobs``, ``JobInfo``, ``dedupe_key``, ``default_worker_id``.
-* ``writes``   — ``register_dataset, register_run, upsert_snapshot, register_layers, write_space,
+* ``writes``   — ``register_dataset, register_run, upsert_snapshot, register_layers, write_space, set_movement,
   write_snapshot_in_space, write_patches, write_importance`` (all idempotent, take a Session).
 * ``queries``  — ``list_datasets, get_dataset, list_images, get_image, list_runs, get_run, find_run,
   list_snapshots, get_snapshot, find_snapshot, list_spaces, get_space, list_space_snapshots, list_layers,
-  run_neurons, points_blob, snapshot_vectors, previous_computed_snapshot, patches_of, get_patch,
+  run_neurons, points_blob, snapshot_vectors, previous_computed_snapshot, next_computed_snapshot, patches_of, get_patch,
   neuron_detail, trajectory, nearest_neighbours, find_importance, importance_ranking, ranking_of, list_importances, run_metrics``
   and their result dataclasses.
 * ``dialects`` — the ONE place with SQLite-only (pragmas, BEGIN IMMEDIATE) and PostgreSQL-only
@@ -91,6 +91,7 @@ from backend.store.queries import (
     list_spaces,
     nearest_neighbours,
     neuron_detail,
+    next_computed_snapshot,
     patches_of,
     points_blob,
     previous_computed_snapshot,
@@ -121,6 +122,7 @@ from backend.store.writes import (
     register_dataset,
     register_layers,
     register_run,
+    set_movement,
     upsert_snapshot,
     write_importance,
     write_patches,
@@ -194,6 +196,7 @@ __all__ = [
     "list_spaces",
     "nearest_neighbours",
     "neuron_detail",
+    "next_computed_snapshot",
     "open_store",
     "pack_f32",
     "pack_i32",
@@ -210,6 +213,7 @@ __all__ = [
     "retry",
     "run_metrics",
     "run_neurons",
+    "set_movement",
     "snapshot_vectors",
     "trajectory",
     "unpack_f32",

@@ -311,6 +311,25 @@ def previous_computed_snapshot(session: Session, space_id: int, snapshot_id: int
     ).first()
 
 
+def next_computed_snapshot(session: Session, space_id: int, snapshot_id: int) -> Snapshot | None:
+    """The earliest snapshot of the same run, at a later epoch, already computed in this space (or None).
+
+    Epochs may be computed in any order (several workers); the worker refreshes this one's ``movement``.
+    """
+    snap = get_snapshot(session, snapshot_id)
+    return session.scalars(
+        select(Snapshot)
+        .join(SpaceSnapshot, SpaceSnapshot.snapshot_id == Snapshot.id)
+        .where(
+            SpaceSnapshot.space_id == space_id,
+            Snapshot.run_id == snap.run_id,
+            Snapshot.epoch > snap.epoch,
+        )
+        .order_by(Snapshot.epoch)
+        .limit(1)
+    ).first()
+
+
 def _patch_refs(session: Session, snapshot_id: int, neuron_ids: list[int]) -> dict[int, list[PatchRef]]:
     out: dict[int, list[PatchRef]] = {n: [] for n in neuron_ids}
     for i in range(0, len(neuron_ids), 500):

@@ -330,6 +330,15 @@ def write_snapshot_in_space(
     return ss
 
 
+def set_movement(session: Session, space_id: int, snapshot_id: int, movement: float | None) -> None:
+    """Replace a computed snapshot's ``movement`` (when an earlier epoch of its run is computed after it)."""
+    row = session.get(SpaceSnapshot, (space_id, snapshot_id))
+    if row is None:
+        raise NotFoundError(f"snapshot {snapshot_id} is not computed in space {space_id}")
+    row.movement = None if movement is None else float(movement)
+    session.flush()
+
+
 def _check_patch_file(snapshot_id: int, file: str) -> str:
     f = str(file)
     if (

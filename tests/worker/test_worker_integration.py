@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pytest
 from sqlalchemy import delete, func, select
 
@@ -35,8 +36,10 @@ from backend.store import (
     cancel,
     get_job,
     list_jobs,
+    list_space_snapshots,
     open_store,
     run_neurons,
+    snapshot_vectors,
 )
 from worker.registration import add_run
 
@@ -361,9 +364,29 @@ def test_concurrent_workers_run_every_job_exactly_once(demo_flow, tiny_demo_worl
         for job_id in new_jobs:
             job = get_job(store, job_id)
             assert (job.status, job.attempts) == ("done", 1), job
+        assert_movement_matches_consecutive_epochs(store)
     finally:
         store.dispose()
     assert_demo_world_complete(data)
+
+
+def assert_movement_matches_consecutive_epochs(store) -> None:
+    """Whatever order the workers computed the epochs in, each computed snapshot's movement is the mean
+    distance of its neurons' vectors from the previous computed epoch of its run (None for the first)."""
+    with store.session(readonly=True) as s:
+        (space,) = s.scalars(select(Space)).all()
+        by_run: dict[int, list[tuple[int, int, float | None]]] = {}
+        for row, snap in list_space_snapshots(s, space.id):
+            by_run.setdefault(snap.run_id, []).append((snap.epoch, snap.id, row.movement))
+        for rows in by_run.values():
+            rows.sort()
+            assert rows[0][2] is None
+            for (_, earlier, _m), (_, later, moved) in zip(rows, rows[1:], strict=False):
+                ids_a, vec_a, _ = snapshot_vectors(s, space.id, earlier)
+                ids_b, vec_b, _ = snapshot_vectors(s, space.id, later)
+                assert list(ids_a) == list(ids_b)
+                expected = float(np.linalg.norm(vec_b - vec_a, axis=1).mean())
+                assert moved == pytest.approx(expected, rel=1e-5), (earlier, later)
 
 
 def _start_build_and_wait_for_progress(data: DataDir):

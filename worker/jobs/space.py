@@ -22,7 +22,9 @@ from backend.store import (
     finishing,
     list_snapshots,
     list_space_snapshots,
+    next_computed_snapshot,
     previous_computed_snapshot,
+    set_movement,
     snapshot_vectors,
     write_patches,
     write_snapshot_in_space,
@@ -169,23 +171,17 @@ def handle_add_snapshot(ctx: JobContext) -> None:
     placed = place_stimuli(stimuli, image_vectors, covered, projection)
     patches = write_patch_files(snapshot_id, neuron_ids, stimuli, model, layers, images, ctx.stage(0.6, 0.97))
     ctx.progress(0.98, "writing results")
-    with ctx.store.session(readonly=True) as session:
-        previous = previous_computed_snapshot(session, space_id, snapshot_id)
-        earlier = snapshot_vectors(session, space_id, previous.id) if previous is not None else None
-    moved = None
-    if earlier is not None and len(earlier[0]) == len(neuron_ids):
-        order = {int(n): i for i, n in enumerate(earlier[0])}
-        before = earlier[1][[order[int(n)] for n in neuron_ids]]
-        moved = movement(before, placed.vectors)[0]
     diversity = _finite(placed.diversity, f"diversity of snapshot {snapshot_id}")
     result = {
         "space": space_name,
         "neurons": len(neuron_ids),
         "coverage": placed.coverage,
         "diversity": diversity,
-        "movement": moved,
     }
     with finishing(ctx.store, ctx.job.id, ctx.worker_id, result=result) as session:
+        # Read the neighbouring epochs inside the writing transaction, so that two workers finishing
+        # adjacent epochs of one run at once still leave the right movement on both.
+        previous = previous_computed_snapshot(session, space_id, snapshot_id)
         write_snapshot_in_space(
             session,
             space_id,
@@ -197,9 +193,23 @@ def handle_add_snapshot(ctx: JobContext) -> None:
             placed.positions,
             coverage=placed.coverage,
             diversity=diversity,
-            movement=moved,
+            movement=_movement(session, space_id, previous, neuron_ids, placed.vectors, before=True),
         )
+        later = next_computed_snapshot(session, space_id, snapshot_id)
+        if later is not None:
+            moved = _movement(session, space_id, later, neuron_ids, placed.vectors, before=False)
+            set_movement(session, space_id, later.id, moved)
         write_patches(session, snapshot_id, patches)
+
+
+def _movement(session, space_id: int, other, neuron_ids, vectors, before: bool) -> float | None:
+    """Mean distance between ``vectors`` and the stored vectors of snapshot ``other`` (None if absent)."""
+    stored = snapshot_vectors(session, space_id, other.id) if other is not None else None
+    if stored is None or len(stored[0]) != len(neuron_ids):
+        return None
+    row_of = {int(n): i for i, n in enumerate(stored[0])}
+    theirs = stored[1][[row_of[int(n)] for n in neuron_ids]]
+    return movement(theirs, vectors)[0] if before else movement(vectors, theirs)[0]
 
 
 def _finite(value: float, what: str) -> float | None:

@@ -38,6 +38,7 @@ from backend.store import (
     list_spaces,
     nearest_neighbours,
     neuron_detail,
+    next_computed_snapshot,
     pack_f32,
     pack_i32,
     pack_points,
@@ -49,6 +50,7 @@ from backend.store import (
     register_run,
     run_metrics,
     run_neurons,
+    set_movement,
     snapshot_vectors,
     trajectory,
     unpack_f32,
@@ -334,6 +336,9 @@ def test_neuron_detail_trajectory_neighbours_metrics(store: Store, world: World)
         prev = previous_computed_snapshot(s, space_id, world.snapshot_ids[2])
         assert prev is not None and prev.epoch == 0
         assert previous_computed_snapshot(s, space_id, world.snapshot_ids[0]) is None
+        following = next_computed_snapshot(s, space_id, world.snapshot_ids[0])
+        assert following is not None and following.epoch == 2
+        assert next_computed_snapshot(s, space_id, world.snapshot_ids[2]) is None
         near = nearest_neighbours(s, space_id, [3.0, 4.0, 5.0], k=2)
         assert near[0] == Neighbour(world.snapshot_ids[0], int(ids[1]), 0.0)
         assert near[1].neuron_id in (int(ids[0]), int(ids[2])) and near[1].distance == pytest.approx(
@@ -348,6 +353,12 @@ def test_neuron_detail_trajectory_neighbours_metrics(store: Store, world: World)
         assert [x.val_top1 for x in m] == pytest.approx([0.3, 0.4, 0.5])
         with pytest.raises(ValueError, match="query vector has 2 dims, the space has 3"):
             nearest_neighbours(s, space_id, [1.0, 2.0])
+    with store.session() as s:
+        set_movement(s, space_id, world.snapshot_ids[2], 7.5)
+        with pytest.raises(NotFoundError, match="snapshot .* is not computed in space"):
+            set_movement(s, space_id, world.snapshot_ids[1], 1.0)
+    with store.session(readonly=True) as s:
+        assert [x.movement for x in run_metrics(s, world.run_id, space_id)] == [None, None, 7.5]
     # the neighbour cache sees a rewritten snapshot
     _write_epoch(store, world, space_id, 0, shift=100.0)
     with store.session(readonly=True) as s:
