@@ -17,7 +17,7 @@ Modules and public names
   Importance, ImportanceScore, Job, SchemaInfo``, ``Base``, ``utcnow``, ``JOB_STATUSES``.
 * ``schema``   — ``SCHEMA_VERSION``, ``MIGRATIONS``, ``ensure_schema``.
 * ``blobs``    — ``pack_f32/unpack_f32, pack_i32/unpack_i32, pack_u8/unpack_u8, pack_points/unpack_points``.
-* ``queue``    — ``enqueue, claim, heartbeat, finishing, finish, fail, release, cancel, retry, get_job,
+* ``queue``    — ``enqueue, enqueue_in, claim, heartbeat, finishing, finish, fail, release, cancel, retry, get_job,
   list_jobs``, ``JobInfo``, ``dedupe_key``, ``default_worker_id``.
 * ``writes``   — ``register_dataset, register_run, upsert_snapshot, register_layers, write_space, set_movement,
   write_snapshot_in_space, write_patches, write_importance`` (all idempotent, take a Session).
@@ -108,6 +108,7 @@ from backend.store.queue import (
     dedupe_key,
     default_worker_id,
     enqueue,
+    enqueue_in,
     fail,
     finish,
     finishing,
@@ -170,6 +171,7 @@ __all__ = [
     "dedupe_key",
     "default_worker_id",
     "enqueue",
+    "enqueue_in",
     "fail",
     "find_importance",
     "find_run",

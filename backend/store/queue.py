@@ -162,6 +162,31 @@ def enqueue(
     added and ``(that job, False)`` is returned — its priority is raised to ``priority`` if that is higher.
     Race-safe: concurrent callers hit the UNIQUE index on ``active_key``; the losers return the winner's job.
     """
+    for _ in range(5):
+        with store.session() as s:
+            found = enqueue_in(s, kind, params, priority, max_attempts)
+        if found is not None:
+            info, created = found
+            if created:
+                log.info("enqueued job %d (%s)", info.id, kind)
+            return info, created
+        log.debug("enqueue %s: lost a race to an identical job; reading it", kind)
+    raise StoreError(f"could not enqueue {kind} job: an identical job kept appearing and disappearing")
+
+
+def enqueue_in(
+    session: Session,
+    kind: str,
+    params: dict[str, Any] | None = None,
+    priority: int = 0,
+    max_attempts: int = 3,
+) -> tuple[JobInfo, bool] | None:
+    """:func:`enqueue` inside the caller's transaction — e.g. a handler queueing follow-up jobs in the same
+    transaction as its results (:func:`finishing`), so that both commit or neither does.
+
+    Returns ``(job, created)``, or None when a concurrent identical job won the race (a savepoint rolled
+    back; the caller's transaction is intact — read again or give up).
+    """
     if not isinstance(kind, str) or not kind.strip() or len(kind) > 64:
         raise ValueError(f"job kind must be a non-empty string of at most 64 characters, got {kind!r}")
     if max_attempts < 1:
@@ -169,38 +194,31 @@ def enqueue(
     if params is not None and not isinstance(params, dict):
         raise ValueError(f"job params must be a JSON object (dict), got {type(params).__name__}")
     key = dedupe_key(kind, params)
-    clean = json.loads(canonical_params(params))
-    for _ in range(5):
-        with store.session() as s:
-            existing = s.scalars(select(Job).where(Job.active_key == key)).first()
-            if existing is not None:
-                if existing.status == "queued" and priority > existing.priority:
-                    existing.priority = priority
-                    s.flush()
-                return job_info(existing), False
-            job = Job(
-                kind=kind,
-                params=clean,
-                dedupe_key=key,
-                active_key=key,
-                status="queued",
-                priority=int(priority),
-                attempts=0,
-                max_attempts=int(max_attempts),
-                progress=0.0,
-                message="queued",
-                created_at=utcnow(),
-            )
-            try:
-                with s.begin_nested():
-                    s.add(job)
-            except IntegrityError:
-                log.debug("enqueue %s: lost a race to an identical job; reading it", kind)
-                continue
-            info = job_info(job)
-        log.info("enqueued job %d (%s)", info.id, kind)
-        return info, True
-    raise StoreError(f"could not enqueue {kind} job: an identical job kept appearing and disappearing")
+    existing = session.scalars(select(Job).where(Job.active_key == key)).first()
+    if existing is not None:
+        if existing.status == "queued" and priority > existing.priority:
+            existing.priority = priority
+            session.flush()
+        return job_info(existing), False
+    job = Job(
+        kind=kind,
+        params=json.loads(canonical_params(params)),
+        dedupe_key=key,
+        active_key=key,
+        status="queued",
+        priority=int(priority),
+        attempts=0,
+        max_attempts=int(max_attempts),
+        progress=0.0,
+        message="queued",
+        created_at=utcnow(),
+    )
+    try:
+        with session.begin_nested():
+            session.add(job)
+    except IntegrityError:
+        return None
+    return job_info(job), True
 
 
 def claim(

@@ -18,7 +18,7 @@ from typing import Any
 from backend.store import (
     Dataset,
     Run,
-    enqueue,
+    enqueue_in,
     finishing,
     list_snapshots,
     list_space_snapshots,
@@ -114,26 +114,28 @@ def handle_build_space(ctx: JobContext) -> None:
             movement=None,
         )
         write_patches(session, snapshot_id, patches)
-        space_id = row.id
-    queue_snapshots(ctx.store, space_id, params.get("compute_runs") or [])
+        # Follow-ups commit with the space itself: a worker killed right after cannot lose them.
+        queue_snapshots(session, row.id, params.get("compute_runs") or [])
 
 
-def queue_snapshots(store, space_id: int, run_ids: list[int]) -> list[int]:
-    """Queue ``add_snapshot`` for every epoch of ``run_ids`` not yet computed in the space; returns job ids."""
-    with store.session(readonly=True) as session:
-        done = {snap.id for _row, snap in list_space_snapshots(session, space_id)}
-        wanted = [
-            snap.id for run_id in run_ids for snap in list_snapshots(session, run_id) if snap.id not in done
-        ]
-    return [
-        enqueue(
-            store,
-            "add_snapshot",
-            {"space_id": space_id, "snapshot_id": sid},
-            priority=PRIORITY["add_snapshot"],
-        )[0].id
-        for sid in wanted
+def queue_snapshots(session, space_id: int, run_ids: list[int]) -> list[int]:
+    """Queue (in ``session``'s transaction) ``add_snapshot`` for every epoch of ``run_ids`` not yet computed
+    in the space; returns the job ids."""
+    done = {snap.id for _row, snap in list_space_snapshots(session, space_id)}
+    wanted = [
+        snap.id for run_id in run_ids for snap in list_snapshots(session, run_id) if snap.id not in done
     ]
+    jobs = []
+    for snapshot_id in wanted:
+        found = enqueue_in(
+            session,
+            "add_snapshot",
+            {"space_id": space_id, "snapshot_id": snapshot_id},
+            PRIORITY["add_snapshot"],
+        )
+        if found is not None:
+            jobs.append(found[0].id)
+    return jobs
 
 
 def handle_add_snapshot(ctx: JobContext) -> None:
