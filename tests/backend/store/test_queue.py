@@ -16,6 +16,7 @@ from backend.store import (
     cancel,
     claim,
     enqueue,
+    enqueue_in,
     fail,
     finish,
     finishing,
@@ -164,6 +165,25 @@ def test_finishing_rolls_back_when_the_block_raises(store: Store) -> None:
     assert fail(store, job.id, "w1", "disk full\ntraceback…")
     info = get_job(store, job.id)
     assert (info.status, info.error, info.message) == ("failed", "disk full\ntraceback…", "disk full")
+
+
+def test_follow_up_jobs_commit_or_vanish_with_the_results(store: Store) -> None:
+    enqueue(store, "build_space", {"base": 1})
+    job = claim(store, "w1")
+    assert job is not None
+    with pytest.raises(RuntimeError), finishing(store, job.id, "w1") as s:
+        created = enqueue_in(s, "add_snapshot", {"snapshot": 2})
+        assert created is not None and created[1]
+        raise RuntimeError("killed before commit")
+    assert [j.kind for j in list_jobs(store)] == ["build_space"]  # the follow-up went with the rollback
+    with finishing(store, job.id, "w1") as s:
+        first = enqueue_in(s, "add_snapshot", {"snapshot": 2}, priority=3)
+        again = enqueue_in(s, "add_snapshot", {"snapshot": 2}, priority=5)
+        assert first is not None and again is not None
+        assert (again[0].id, again[1]) == (first[0].id, False)
+    follow_up = get_job(store, first[0].id)
+    assert (follow_up.status, follow_up.priority) == ("queued", 5)
+    assert get_job(store, job.id).status == "done"
 
 
 def test_fail_with_and_without_retry(store: Store) -> None:
