@@ -8,7 +8,8 @@ the figures are medians.
 Peak memory is measured in fresh subprocesses (``resource.getrusage`` max RSS) for 1× and 4× the
 images, generated batch by batch from a seeded generator so that the input itself does not count.
 
-Usage: ``.venv/bin/python bench/stimuli.py [--quick]``. The last line printed is one JSON object:
+Usage: ``.venv/bin/python bench/stimuli.py [--quick] [--device cuda]`` (the timed passes run on ``--device``,
+images already there; the memory children stay on the CPU, where max RSS means something). The last line printed is one JSON object:
 ``forward_s``, ``stimuli_s``, ``ratio`` (goal ≤ 1.10), ``stimuli_full_s`` / ``ratio_full`` (the same
 without stopping each forward after the last analysed layer), the same as process CPU time
 (``*_cpu_s``, ``ratio_cpu``, ``ratio_full_cpu``: steadier on a shared machine), ``mem_1x_mb``, ``mem_4x_mb``,
@@ -77,6 +78,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--device", default="cpu", help="cpu or cuda[:N] for the timed passes")
     parser.add_argument("--mem-child", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -87,9 +89,11 @@ def main() -> None:
     n_images = args.images or (512 if args.quick else 2048)
     repeats = args.repeats or (3 if args.quick else 5)
 
-    model = _model()
+    device = torch.device(args.device)
+    model = _model().to(device)
     layers = default_layers(model)
-    batches = list(_generated_batches(n_images, args.batch_size))
+    batches = [batch.to(device) for batch in _generated_batches(n_images, args.batch_size)]
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     _forward(model, batches[:2])  # warm-up
     times: dict[str, list[float]] = {"forward": [], "stimuli": [], "stimuli_full": []}
     cpu: dict[str, list[float]] = {name: [] for name in times}
@@ -100,6 +104,7 @@ def main() -> None:
                 _forward(model, batches)
             else:
                 compute_stimuli(model, layers, batches, k=10, stop_early=name == "stimuli")
+            sync()
             times[name].append(time.perf_counter() - started)
             cpu[name].append(time.process_time() - started_cpu)
         logger.info("repeat %d: %s", repeat, {name: round(values[-1], 3) for name, values in times.items()})
@@ -111,6 +116,7 @@ def main() -> None:
     mem_4x = _child_maxrss(4 * mem_images, args.batch_size, args.threads)
     result = {
         "bench": "stimuli",
+        "device": str(device),
         "images": n_images,
         "batch_size": args.batch_size,
         "threads": args.threads,

@@ -15,6 +15,8 @@ Everything else in the store is portable SQLAlchemy. What is here:
 from __future__ import annotations
 
 import logging
+import sqlite3
+import time
 from typing import Any
 
 from sqlalchemy import Engine, Select, event, text
@@ -52,6 +54,23 @@ def configure_engine(engine: Engine) -> None:
 # --------------------------------------------------------------------------------------------------
 # SQLite-only section
 # --------------------------------------------------------------------------------------------------
+def _enable_wal(cur: Any) -> None:
+    """SQLite ONLY: switch a database file to WAL. Switching needs an exclusive lock, and SQLite answers
+    "database is locked" at once — without waiting out ``busy_timeout`` — when several processes open a
+    new database together, so wait for it here, up to the same timeout."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    while True:
+        try:
+            mode = cur.execute("PRAGMA journal_mode").fetchone()[0]
+            if str(mode).lower() not in ("wal", "memory"):
+                cur.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
 def _install_sqlite_hooks(engine: Engine) -> None:
     """SQLite ONLY: pragmas on connect; explicit ``BEGIN IMMEDIATE`` / ``BEGIN`` per transaction."""
 
@@ -61,9 +80,7 @@ def _install_sqlite_hooks(engine: Engine) -> None:
         cur = dbapi_connection.cursor()
         try:
             cur.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-            mode = cur.execute("PRAGMA journal_mode").fetchone()[0]
-            if str(mode).lower() not in ("wal", "memory"):
-                cur.execute("PRAGMA journal_mode = WAL")
+            _enable_wal(cur)
             cur.execute("PRAGMA synchronous = NORMAL")  # WAL: durable at checkpoints, never corrupt
             cur.execute("PRAGMA foreign_keys = ON")
         finally:
