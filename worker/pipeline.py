@@ -228,7 +228,7 @@ def build_space(
     """
     report = progress or (lambda fraction, message: None)
     timings: dict[str, float] = {}
-    layers = resolve_layers(base_model, list(params.layers) if params.layers else None, _input_shape(dataset))
+    layers = resolve_layers(base_model, list(params.layers) if params.layers else None, input_shape(dataset))
 
     started = time.perf_counter()
     if base_stimuli is None or base_stimuli.responses is None:
@@ -325,7 +325,8 @@ def place_snapshot(
     return space.place(stimuli)
 
 
-def _input_shape(dataset: ImageFolderDataset) -> tuple[int, int, int]:
+def input_shape(dataset: ImageFolderDataset) -> tuple[int, int, int]:
+    """``(C, H, W)`` of the dataset's images as the model sees them (its first image)."""
     return tuple(dataset.load_uint8(0).shape)  # type: ignore[return-value]
 
 

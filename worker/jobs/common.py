@@ -17,18 +17,15 @@ from backend.store import (
     Run,
     Snapshot,
     Space,
-    data_dir,
-    find_snapshot,
-    run_neurons,
     unpack_f32,
     unpack_u8,
 )
-from backend.store.errors import NotFoundError
 from worker.data.imagefolder import ImageFolderDataset
 from worker.engine.projection import Projection
 from worker.errors import ConceptEvoError
 from worker.models.checkpoints import load_model
 from worker.models.layers import LayerSpec, resolve_layers
+from worker.pipeline import input_shape
 from worker.runner import JobContext
 
 log = logging.getLogger(__name__)
@@ -42,34 +39,6 @@ def require(params: dict[str, Any], key: str, kind: type, job_kind: str) -> Any:
     if not isinstance(value, kind) or isinstance(value, bool) and kind is int:
         raise ConceptEvoError(f"{job_kind} job: parameter {key!r} must be {kind.__name__}, got {value!r}")
     return value
-
-
-def load_run(session, run_id: int) -> Run:
-    run = session.get(Run, run_id)
-    if run is None:
-        raise ConceptEvoError(f"run {run_id} not found")
-    return run
-
-
-def load_snapshot(session, snapshot_id: int) -> Snapshot:
-    snapshot = session.get(Snapshot, snapshot_id)
-    if snapshot is None:
-        raise ConceptEvoError(f"snapshot {snapshot_id} not found")
-    return snapshot
-
-
-def snapshot_at(session, run: Run, epoch: int) -> Snapshot:
-    try:
-        return find_snapshot(session, run.id, epoch)
-    except NotFoundError as exc:
-        raise ConceptEvoError(f"run {run.name!r} has no checkpoint for epoch {epoch}") from exc
-
-
-def load_space(session, space_id: int) -> Space:
-    space = session.get(Space, space_id)
-    if space is None:
-        raise ConceptEvoError(f"space {space_id} not found")
-    return space
 
 
 def dataset_of(ctx: JobContext, dataset: Dataset) -> ImageFolderDataset:
@@ -98,10 +67,10 @@ def model_of(ctx: JobContext, run: Run, snapshot: Snapshot):
     return load_model(run.arch, run.num_classes, snapshot.checkpoint_path, device=ctx.device)
 
 
-def layers_of(session, run: Run, model, input_shape: tuple[int, int, int]) -> list[LayerSpec]:
-    """The run's registered layers, re-checked against the model (same names, same channels)."""
+def layers_of(session, run: Run, model, images: ImageFolderDataset) -> list[LayerSpec]:
+    """The run's registered layers, re-checked against the model on the images' size (same names, channels)."""
     names = list(session.scalars(select(Layer.name).where(Layer.run_id == run.id).order_by(Layer.idx)))
-    specs = resolve_layers(model, names, input_shape)
+    specs = resolve_layers(model, names, input_shape(images))
     stored = dict(session.execute(select(Layer.name, Layer.channels).where(Layer.run_id == run.id)).all())
     for spec in specs:
         if stored[spec.name] != spec.channels:
@@ -110,10 +79,6 @@ def layers_of(session, run: Run, model, input_shape: tuple[int, int, int]) -> li
                 f"{stored[spec.name]} when registered"
             )
     return specs
-
-
-def neuron_ids_of(session, run: Run) -> np.ndarray:
-    return run_neurons(session, run.id).neuron_id
 
 
 def space_geometry(ctx: JobContext, space: Space) -> tuple[np.ndarray, np.ndarray, Projection]:
@@ -129,10 +94,6 @@ def space_geometry(ctx: JobContext, space: Space) -> tuple[np.ndarray, np.ndarra
     return ctx.cache[key]
 
 
-def input_shape(dataset: ImageFolderDataset) -> tuple[int, int, int]:
-    return tuple(dataset.load_uint8(0).shape)  # type: ignore[return-value]
-
-
 def write_file_atomically(path: Path, data: bytes) -> None:
     """Write to a temporary name beside ``path`` and rename it into place (readers never see half a file)."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -144,7 +105,3 @@ def write_file_atomically(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-
-
-def patch_dir() -> Path:
-    return Path(data_dir()) / "patches"

@@ -14,20 +14,23 @@ from typing import Any
 import numpy as np
 import torch
 
-from backend.store import Dataset, finishing, write_importance
+from backend.store import (
+    Dataset,
+    find_snapshot,
+    finishing,
+    get_run,
+    run_neurons,
+    write_importance,
+)
 from worker.engine.importance import evolution_importance, sample_class_images
 from worker.engine.reversion import LabelledImages, reversion_table
 from worker.errors import ConceptEvoError
 from worker.jobs.common import (
     dataset_of,
-    input_shape,
     layers_of,
-    load_run,
     model_of,
-    neuron_ids_of,
     require,
     sibling_split,
-    snapshot_at,
 )
 from worker.runner import JobContext
 
@@ -37,13 +40,13 @@ log = logging.getLogger(__name__)
 def _inputs(ctx: JobContext, kind: str) -> dict[str, Any]:
     params = ctx.params
     with ctx.store.session(readonly=True) as session:
-        run = load_run(session, require(params, "run_id", int, kind))
-        start = snapshot_at(session, run, require(params, "epoch_from", int, kind))
-        end = snapshot_at(session, run, require(params, "epoch_to", int, kind))
+        run = get_run(session, require(params, "run_id", int, kind))
+        start = find_snapshot(session, run.id, require(params, "epoch_from", int, kind))
+        end = find_snapshot(session, run.id, require(params, "epoch_to", int, kind))
         images = dataset_of(ctx, session.get(Dataset, run.dataset_id))
         model_t, model_t2 = model_of(ctx, run, start), model_of(ctx, run, end)
-        layers = layers_of(session, run, model_t, input_shape(images))
-        neuron_ids = neuron_ids_of(session, run)
+        layers = layers_of(session, run, model_t, images)
+        neuron_ids = run_neurons(session, run.id).neuron_id
         run_id, n_classes = run.id, run.num_classes
     classes = params.get("classes") or list(range(n_classes))
     if not isinstance(classes, list) or not all(isinstance(c, int) and 0 <= c < n_classes for c in classes):

@@ -20,10 +20,13 @@ from backend.store import (
     Run,
     enqueue_in,
     finishing,
+    get_snapshot,
+    get_space,
     list_snapshots,
     list_space_snapshots,
     next_computed_snapshot,
     previous_computed_snapshot,
+    run_neurons,
     set_movement,
     snapshot_vectors,
     write_patches,
@@ -34,12 +37,8 @@ from worker.engine.health import movement
 from worker.errors import ConceptEvoError
 from worker.jobs.common import (
     dataset_of,
-    input_shape,
     layers_of,
-    load_snapshot,
-    load_space,
     model_of,
-    neuron_ids_of,
     require,
     space_geometry,
 )
@@ -70,14 +69,14 @@ def handle_build_space(ctx: JobContext) -> None:
     params = ctx.params
     settings = space_params(params)
     with ctx.store.session(readonly=True) as session:
-        snapshot = load_snapshot(session, require(params, "base_snapshot_id", int, "build_space"))
+        snapshot = get_snapshot(session, require(params, "base_snapshot_id", int, "build_space"))
         run = session.get(Run, snapshot.run_id)
         space_name = params.get("name") or f"{run.name}@{snapshot.epoch}"
         dataset_row = session.get(Dataset, run.dataset_id)
         images = dataset_of(ctx, dataset_row)
         model = model_of(ctx, run, snapshot)
-        layers = layers_of(session, run, model, input_shape(images))
-        neuron_ids = neuron_ids_of(session, run)
+        layers = layers_of(session, run, model, images)
+        neuron_ids = run_neurons(session, run.id).neuron_id
         run_id, snapshot_id, dataset_id = run.id, snapshot.id, dataset_row.id
     settings = dataclasses.replace(settings, layers=tuple(spec.name for spec in layers))
 
@@ -142,11 +141,11 @@ def handle_add_snapshot(ctx: JobContext) -> None:
     """One run × epoch → stimuli, Eq 2 vectors, map positions, patches, diversity and movement."""
     params = ctx.params
     with ctx.store.session(readonly=True) as session:
-        space = load_space(session, require(params, "space_id", int, "add_snapshot"))
+        space = get_space(session, require(params, "space_id", int, "add_snapshot"))
         if not space.reducer:
             raise Deferred(f"space {space.name!r} is not built yet")
         space_name = space.name
-        snapshot = load_snapshot(session, require(params, "snapshot_id", int, "add_snapshot"))
+        snapshot = get_snapshot(session, require(params, "snapshot_id", int, "add_snapshot"))
         run = session.get(Run, snapshot.run_id)
         if snapshot.id == space.base_snapshot_id:
             ctx.progress(1.0, "base snapshot: placed when the space was built")
@@ -161,8 +160,8 @@ def handle_add_snapshot(ctx: JobContext) -> None:
             image_vectors, covered, projection = space_geometry(ctx, space)
             images = dataset_of(ctx, session.get(Dataset, run.dataset_id))
             model = model_of(ctx, run, snapshot)
-            layers = layers_of(session, run, model, input_shape(images))
-            neuron_ids = neuron_ids_of(session, run)
+            layers = layers_of(session, run, model, images)
+            neuron_ids = run_neurons(session, run.id).neuron_id
             space_id, snapshot_id, k = space.id, snapshot.id, int(space.params["k"])
             batch_size = int(space.params.get("batch_size", 128))
     if space_id is None:

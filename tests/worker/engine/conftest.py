@@ -2,25 +2,29 @@
 
 umap-learn pays a numba JIT warm-up in every fresh process. Measured on this 2-core machine shared with other
 jobs: fit 18 s (idle-ish) to 39 s (load 10), plus 6–16 s more for the first ``transform`` (see the log line
-``UMAP fixture: …``). Fitting once per session keeps it out of the other tests. Also puts this folder on
-``sys.path`` so ``import oracles_space`` works whatever the package layout.
+``UMAP fixture: …``). Fitting once per session keeps it out of the other tests.
 """
 
 from __future__ import annotations
 
 import logging
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-_HERE = str(Path(__file__).resolve().parent)
-if _HERE not in sys.path:
-    sys.path.insert(0, _HERE)
-
 log = logging.getLogger(__name__)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny convolutions run far faster on one thread than on two contended ones (a shared 2-core box)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")

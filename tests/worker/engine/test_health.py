@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from oracles_space import ebrahimi_entropy_hand, vasicek_entropy_hand
 
+from tests.worker.engine.oracles_space import ebrahimi_entropy_hand, vasicek_entropy_hand
 from worker.engine.health import concept_diversity, movement
 from worker.errors import ConceptEvoError
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from oracles_space import (
+
+from tests.worker.engine.oracles_space import (
     cross_knn_purity,
     eq2_loop,
     eq3_dense,
@@ -13,7 +14,6 @@ from oracles_space import (
     grouped_stimuli,
     knn_purity,
 )
-
 from worker.engine.image_embedding import (
     coverage,
     fit_image_embedding,

@@ -7,6 +7,11 @@ import pytest
 import torch
 from torch import nn
 
+from tests.worker.engine.oracles_importance import (
+    finite_difference,
+    literal_importance,
+    literal_sensitivities,
+)
 from worker.engine.importance import (
     Importance,
     batch_sensitivities,
@@ -17,25 +22,10 @@ from worker.errors import ConceptEvoError
 from worker.models.demo_net import demo_vgg
 from worker.models.layers import LayerSpec, default_layers
 
-try:  # as a package (tests/__init__.py present) or as a rootdir-less module
-    from tests.worker.engine.oracles_importance import (
-        finite_difference,
-        literal_importance,
-        literal_sensitivities,
-    )
-except ModuleNotFoundError:
-    from oracles_importance import finite_difference, literal_importance, literal_sensitivities
-
 SMALL = (8, "M", 8, "M", 16, "M", 16, "M")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny convs run far faster on one thread than on two contended ones (a shared 2-core box)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _pair(dtype=torch.float64, widths=SMALL, image_size=32, num_classes=5):

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from oracles_space import (
+
+from tests.worker.engine.oracles_space import (
     algorithm1_literal,
     grad_eq12,
     grad_eq13,
@@ -14,7 +15,6 @@ from oracles_space import (
     objective_printed_literal,
     objective_sum_literal,
 )
-
 from worker.engine.neuron_embedding import (
     algorithm1_pass,
     init_vectors,

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from oracles_space import grouped_stimuli, pairs_literal
 
+from tests.worker.engine.oracles_space import grouped_stimuli, pairs_literal
 from worker.engine.pairs import coactivated_pairs, pairs_from_keys, pairs_per_pairing, validate_indices
 from worker.errors import ConceptEvoError
 

@@ -8,19 +8,15 @@ import torch
 import torchvision
 from torch import nn
 
+from tests.worker.engine.oracles_stimuli import (
+    activation_maps_per_image,
+    get_all_stimuli,
+    stimuli_from_maps,
+)
 from worker.engine.stimuli import compute_stimuli
 from worker.errors import ConceptEvoError
 from worker.models.demo_net import demo_vgg
 from worker.models.layers import LayerSpec, default_layers
-
-try:  # as a package (tests/__init__.py present) or as a rootdir-less module
-    from tests.worker.engine.oracles_stimuli import (
-        activation_maps_per_image,
-        get_all_stimuli,
-        stimuli_from_maps,
-    )
-except ModuleNotFoundError:
-    from oracles_stimuli import activation_maps_per_image, get_all_stimuli, stimuli_from_maps
 
 # Float64 models: batched and one-image forwards then agree to ~1e-16, far below any gap between
 # maxima of distinct random images, so the oracle's image-by-image maxima rank exactly like ours.
