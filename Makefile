@@ -32,7 +32,10 @@ chromium:
 		else echo "note: chromium missing and apt-get unavailable; browser tests will be skipped"; fi; \
 	fi
 
+# The front end's unit tests (vitest) first, then every Python test, browser tests included (pytest last, so
+# its summary closes the output).
 test: setup
+	cd frontend && npx vitest run
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: setup
