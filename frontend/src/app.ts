@@ -8,9 +8,22 @@ import type { Job } from "./api/types";
 import { DataCache } from "./data";
 import { describeJob, JobWatcher } from "./jobs";
 import { StateStore } from "./state/store";
-import { COLOURINGS, type Colouring, type ViewState } from "./state/url";
+import { COLOURINGS, type Colouring, type View, type ViewState } from "./state/url";
 import { h, pct, setChildren } from "./ui/dom";
+import { CompareView } from "./views/compare";
+import { HealthView } from "./views/health";
+import { ImportanceView } from "./views/importance";
+import { JobsView } from "./views/jobs";
 import { MapController } from "./views/map";
+import type { ViewContext, ViewController } from "./views/view";
+
+const VIEW_TITLES: [View, string][] = [
+  ["map", "Map"],
+  ["compare", "Compare"],
+  ["importance", "Importance"],
+  ["health", "Health"],
+  ["jobs", "Jobs"],
+];
 
 const COLOUR_LABELS: Record<Colouring, string> = {
   layer: "layer",
@@ -41,6 +54,7 @@ export class App {
   readonly data = new DataCache();
   readonly jobs = new JobWatcher();
   readonly mapView: MapController;
+  readonly views: Record<View, ViewController>;
 
   private readonly root: HTMLElement;
   private readonly banner = h("div", { class: "banner", role: "alert", "data-testid": "error" });
@@ -60,11 +74,20 @@ export class App {
   private readonly jobsIndicator = h("button", { type: "button", class: "jobs-indicator", "data-testid": "jobs-indicator" });
   private readonly jobsPopover = h("div", { class: "jobs-popover", "data-testid": "jobs-popover" });
   private readonly main = h("main", { class: "main" });
+  private readonly nav = h("nav", { class: "views", "aria-label": "Views" });
   private loaded = false;
 
   constructor(root: HTMLElement) {
     this.root = root;
-    this.mapView = new MapController(this.data, this.store, this.jobs, (m) => this.setError(m));
+    const context: ViewContext = { data: this.data, store: this.store, jobs: this.jobs, showError: (m) => this.setError(m) };
+    this.mapView = new MapController(context);
+    this.views = {
+      map: this.mapView,
+      compare: new CompareView(context),
+      importance: new ImportanceView(context),
+      health: new HealthView(context),
+      jobs: new JobsView(context),
+    };
     this.buildShell();
     this.store.subscribe((next, prev) => this.onState(next, prev));
     this.jobs.onChange((active) => this.renderJobs(active));
@@ -88,7 +111,18 @@ export class App {
     this.loaded = true;
     this.jobs.start();
     this.renderHeader(this.store.get());
-    await this.mapView.render(this.store.get());
+    await this.renderView(this.store.get());
+  }
+
+  /** The controller of the view now shown. */
+  current(): ViewController {
+    return this.views[this.store.get().view];
+  }
+
+  private async renderView(state: ViewState): Promise<void> {
+    for (const [view, controller] of Object.entries(this.views) as [View, ViewController][])
+      controller.element.hidden = view !== state.view;
+    await this.views[state.view].render(state);
   }
 
   private buildShell(): void {
@@ -108,26 +142,47 @@ export class App {
       "header",
       { class: "topbar" },
       h("a", { class: "brand", href: "/", title: "ConceptEvo — how neurons' concepts evolve in training" }, h("span", { class: "logo" }), "ConceptEvo"),
+      this.nav,
       h("label", {}, h("span", {}, "Space"), this.spaceSelect),
       h("label", {}, h("span", {}, "Run"), this.runSelect),
-      h("label", {}, h("span", {}, "Colour"), this.colourSelect),
-      h("div", { class: "search" }, this.search, this.layerNames),
+      h("label", { class: "for-map" }, h("span", {}, "Colour"), this.colourSelect),
+      h("div", { class: "search for-map" }, this.search, this.layerNames),
       h("div", { class: "spacer" }),
       h("a", { class: "docs-link", href: "/docs", target: "_blank", rel: "noopener" }, "API"),
       h("div", { class: "jobs" }, this.jobsIndicator, this.jobsPopover),
     );
     setChildren(this.root, h("div", { class: "app" }, header, this.banner, this.main));
-    this.main.append(this.mapView.element);
+    for (const controller of Object.values(this.views)) this.main.append(controller.element);
   }
 
   private onState(next: ViewState, prev: ViewState): void {
     if (!this.loaded) return;
     this.renderHeader(next);
     if (next.space !== prev.space || next.run !== prev.run) this.search.value = "";
-    void this.mapView.render(next);
+    void this.renderView(next);
   }
 
   private renderHeader(state: ViewState): void {
+    setChildren(
+      this.nav,
+      ...VIEW_TITLES.map(([view, title]) =>
+        h(
+          "a",
+          {
+            href: view === "map" ? "/" : `/${view}`,
+            class: view === state.view ? "active" : "",
+            "data-view": view,
+            "aria-current": view === state.view ? "page" : null,
+            onclick: (e: Event) => {
+              e.preventDefault();
+              this.store.update({ view });
+            },
+          },
+          title,
+        ),
+      ),
+    );
+    this.root.dataset.view = state.view;
     const spaces = this.data.spaces;
     const spaceId = state.space ?? spaces[spaces.length - 1]?.id;
     setChildren(
@@ -223,7 +278,7 @@ export class App {
       return;
     }
     this.renderHeader(this.store.get());
-    this.mapView.onDataRefreshed();
+    this.current().onDataRefreshed?.();
   }
 
   private bindKeys(): void {
@@ -236,7 +291,7 @@ export class App {
         this.search.select();
         return;
       }
-      if (typing || e.metaKey || e.ctrlKey || e.altKey) return;
+      if (typing || e.metaKey || e.ctrlKey || e.altKey || this.store.get().view !== "map") return;
       if (e.key === "ArrowLeft") this.mapView.step(-1);
       else if (e.key === "ArrowRight") this.mapView.step(1);
       else if (e.key === " ") {

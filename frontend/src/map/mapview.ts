@@ -61,6 +61,8 @@ export class MapView {
   readonly element: HTMLDivElement;
   readonly stats: MapStats = { pointsDrawn: 0, frames: 0, glideFrameTimes: [], lastGlideFrames: 0, gliding: false };
   glideMs = 420;
+  /** CSS pixels on the left kept free of points at zoom 1 (where the legend floats). */
+  insetLeft = 0;
 
   private readonly raster: Raster;
   private readonly svg: Svg;
@@ -393,9 +395,11 @@ export class MapView {
     const [x0, y0, x1, y1] = this.domain;
     const w = Math.max(x1 - x0, 1e-9);
     const h = Math.max(y1 - y0, 1e-9);
-    const k = Math.min((this.cssWidth - 2 * MARGIN) / w, (this.cssHeight - 2 * MARGIN) / h);
+    // Leave the legend's column free when the map is wide enough to afford it.
+    const inset = this.cssWidth > 3 * this.insetLeft ? this.insetLeft : 0;
+    const k = Math.min((this.cssWidth - inset - 2 * MARGIN) / w, (this.cssHeight - 2 * MARGIN) / h);
     this.baseK = Math.max(k, 1e-9);
-    this.baseX = (this.cssWidth - w * this.baseK) / 2 - x0 * this.baseK;
+    this.baseX = inset + (this.cssWidth - inset - w * this.baseK) / 2 - x0 * this.baseK;
     this.baseY = (this.cssHeight - h * this.baseK) / 2 - y0 * this.baseK;
   }
 

@@ -82,7 +82,7 @@ export class NeuronPanel {
         const label = s.label === null ? "" : (t.classNames[s.label] ?? `class ${s.label}`);
         return h(
           "figure",
-          { class: "patch", title: `image ${s.image_idx} · activation ${s.maximum.toFixed(3)}` },
+          { class: "patch", title: `${label} · image ${s.image_idx} · activation ${s.maximum.toFixed(3)}` },
           s.patch ? thumbnail(patchUrl(t.snapshotId, t.neuronId, s.rank), `${label} patch`, "patch-img") : h("div", { class: "patch-missing" }, "no patch"),
           h("figcaption", {}, h("span", { class: "patch-class" }, label), h("span", { class: "patch-act" }, fmt(s.maximum, 2))),
         );

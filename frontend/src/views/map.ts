@@ -23,6 +23,7 @@ import { h, pct, setChildren } from "../ui/dom";
 import { NeuronPanel } from "../ui/panel";
 import { EpochSlider, type SliderEpoch } from "../ui/slider";
 import { Tooltip } from "../ui/tooltip";
+import type { ViewContext, ViewController } from "./view";
 
 /** What is on screen now: everything `render` resolved for the current state. */
 interface Shown {
@@ -66,7 +67,7 @@ function paddedExtent(sets: Points[]): ZoomBox {
   return [x0 - px, y0 - py, x1 + px, y1 + py];
 }
 
-export class MapController {
+export class MapController implements ViewController {
   readonly element: HTMLElement;
   readonly map: MapView;
   readonly panel: NeuronPanel;
@@ -91,12 +92,14 @@ export class MapController {
   private requested = new Map<string, number>();
   private lastState: ViewState | null = null;
 
-  constructor(
-    private readonly data: DataCache,
-    private readonly store: StateStore,
-    private readonly jobs: JobWatcher,
-    private readonly showError: (message: string | null) => void,
-  ) {
+  private readonly data: DataCache;
+  private readonly store: StateStore;
+  private readonly jobs: JobWatcher;
+  private readonly showError: (message: string | null) => void;
+
+  constructor(context: ViewContext) {
+    ({ data: this.data, store: this.store, jobs: this.jobs, showError: this.showError } = context);
+    const { data, jobs } = context;
     this.map = new MapView({
       hover: (i, x, y) => this.onHover(i, x, y),
       click: (i) => this.onClick(i),
@@ -115,6 +118,7 @@ export class MapController {
       togglePlay: () => this.togglePlay(),
     });
     this.sparklines = new Sparklines((epoch) => this.store.update({ epoch }, "replace"));
+    this.map.insetLeft = 250;
     this.mapArea = h("div", { class: "map-area" }, this.map.element, this.legend, this.message);
     this.element = h(
       "section",
