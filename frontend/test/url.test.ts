@@ -27,7 +27,9 @@ describe("URL state", () => {
       imp: 9,
       runB: 4,
       epochB: 6,
+      neuronB: 77,
       sync: "milestone",
+      contours: false,
     };
     expect(roundTrip(state)).toEqual(state);
   });

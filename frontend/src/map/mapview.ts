@@ -8,7 +8,18 @@
  * frame. Hover and click go through a quadtree (./hit.ts).
  */
 
-import { select, zoom, zoomIdentity, type Selection, type ZoomBehavior, type ZoomTransform } from "d3";
+import {
+  brush,
+  contourDensity,
+  geoPath,
+  select,
+  zoom,
+  zoomIdentity,
+  type BrushBehavior,
+  type Selection,
+  type ZoomBehavior,
+  type ZoomTransform,
+} from "d3";
 
 import type { Points } from "../api/columns";
 import { mixAbgr, toAbgr } from "../colors";
@@ -43,8 +54,22 @@ export interface MapCallbacks {
   hover?: (index: number, clientX: number, clientY: number) => void;
   click?: (index: number) => void;
   zoomEnd?: (box: ZoomBox | null) => void;
+  /** Every zoom/pan step the user makes (not those applied with {@link MapView.applyTransform}). */
+  zoom?: (transform: ZoomTransform) => void;
+  /** A brushed region (data coordinates), or null when the brush is cleared. */
+  brush?: (box: ZoomBox | null) => void;
   glideEnd?: () => void;
 }
+
+/** A density contour set: one colour, the points it summarises. */
+export interface ContourSet {
+  colour: string;
+  x: Float32Array;
+  y: Float32Array;
+}
+
+/** Resolution of the density grid along the domain's wider side. */
+const CONTOUR_GRID = 240;
 
 /** Performance and content figures read by the browser tests and bench/ui.py. */
 export interface MapStats {
@@ -109,6 +134,12 @@ export class MapView {
   private labelsHidden = false;
   private zoomTimer = 0;
   private suppressZoomEvent = false;
+  private linking = false;
+  private linked = -1;
+  private brushBehaviour: BrushBehavior<unknown> | null = null;
+  private brushBox: ZoomBox | null = null;
+  private movingBrush = false;
+  private contourGrid: { x0: number; y0: number; sx: number; sy: number } | null = null;
   private readonly callbacks: MapCallbacks;
 
   constructor(callbacks: MapCallbacks = {}) {
@@ -137,25 +168,33 @@ export class MapView {
       .append("path")
       .attr("d", "M0,0 L10,5 L0,10 z")
       .attr("fill", "#1a1a1a");
+    this.svg.append("g").attr("class", "contours");
     this.svg.append("g").attr("class", "labels");
     this.svg.append("g").attr("class", "trajectory");
     this.svg.append("circle").attr("class", "ring hover-ring").attr("r", 7).style("display", "none");
     this.svg.append("circle").attr("class", "ring selected-ring").attr("r", 9).style("display", "none");
+    this.svg.append("circle").attr("class", "ring linked-ring").attr("r", 9).style("display", "none");
 
     this.zoomBehaviour = zoom<SVGSVGElement, unknown>()
       .scaleExtent([0.5, 400])
+      // While the brush is on, drags belong to it; the wheel still zooms. (d3's default filter otherwise.)
+      .filter((event: MouseEvent) => (!event.ctrlKey || event.type === "wheel") && !event.button && (this.brushBehaviour === null || event.type === "wheel"))
       .on("start", () => this.setLabelsHidden(true))
       .on("zoom", (event: { transform: ZoomTransform }) => {
         this.transform = event.transform;
+        if (!this.linking) this.callbacks.zoom?.(event.transform);
+        this.moveBrushToBox();
         this.requestFrame();
       })
       .on("end", () => {
         this.rebuildHitIndex();
         window.clearTimeout(this.zoomTimer);
+        // Programmatic zooms (a URL's box, a linked map's transform) are not reported back as the user's.
+        const report = !this.suppressZoomEvent && !this.linking;
+        this.suppressZoomEvent = false;
         this.zoomTimer = window.setTimeout(() => {
           this.setLabelsHidden(false);
-          if (!this.suppressZoomEvent) this.callbacks.zoomEnd?.(this.zoomBox());
-          this.suppressZoomEvent = false;
+          if (report) this.callbacks.zoomEnd?.(this.zoomBox());
         }, 120);
       });
     this.svg.call(this.zoomBehaviour).on("dblclick.zoom", null);
@@ -304,6 +343,125 @@ export class MapView {
     this.drawLabels();
   }
 
+  /** Ring a point chosen elsewhere (the same neuron hovered on a linked map); -1 clears. */
+  setLinkedHover(index: number): void {
+    if (index === this.linked) return;
+    this.linked = index;
+    this.drawOverlay();
+  }
+
+  /** Density contours of each set, in its colour, over the map (empty: none). */
+  setContours(sets: ContourSet[]): void {
+    const g = this.svg.select<SVGGElement>("g.contours");
+    if (!sets.length || !this.domain) {
+      g.selectAll("*").remove();
+      this.contourGrid = null;
+      return;
+    }
+    const [x0, y0, x1, y1] = this.domain;
+    const s = CONTOUR_GRID / Math.max(x1 - x0, y1 - y0);
+    const width = Math.ceil((x1 - x0) * s);
+    const height = Math.ceil((y1 - y0) * s);
+    this.contourGrid = { x0, y0, sx: 1 / s, sy: 1 / s };
+    const path = geoPath();
+    const layers = sets.map((set) => {
+      const ids: number[] = [];
+      for (let i = 0; i < set.x.length; i++) if (Number.isFinite(set.x[i]) && Number.isFinite(set.y[i])) ids.push(i);
+      const density = contourDensity<number>()
+        .x((i) => (set.x[i] - x0) * s)
+        .y((i) => (set.y[i] - y0) * s)
+        .size([width, height])
+        .bandwidth(7)
+        .thresholds(7)(ids);
+      return { colour: set.colour, paths: density.slice(1).map((d) => path(d) ?? "") };
+    });
+    g.selectAll<SVGGElement, (typeof layers)[number]>("g.contour-set")
+      .data(layers)
+      .join("g")
+      .attr("class", "contour-set")
+      .attr("stroke", (d) => d.colour)
+      .selectAll("path")
+      .data((d) => d.paths)
+      .join("path")
+      .attr("d", (d) => d);
+    this.drawOverlay();
+  }
+
+  /** Turn the rectangular brush on (drag selects a region) or off (drag pans). */
+  setBrushEnabled(enabled: boolean): void {
+    if (enabled === (this.brushBehaviour !== null)) return;
+    this.svg.select("g.brush").remove();
+    this.brushBehaviour = null;
+    if (!enabled) {
+      this.brushBox = null;
+      return;
+    }
+    const b = brush<unknown>()
+      .extent([
+        [0, 0],
+        [this.cssWidth, this.cssHeight],
+      ])
+      .on("end", (event: { selection: [[number, number], [number, number]] | null; sourceEvent: unknown }) => {
+        if (this.movingBrush) return;
+        if (!event.selection) {
+          this.brushBox = null;
+          this.callbacks.brush?.(null);
+          return;
+        }
+        const [[ax, ay], [bx, by]] = event.selection;
+        const [x0, y0] = this.cssToData(ax, ay);
+        const [x1, y1] = this.cssToData(bx, by);
+        this.brushBox = [x0, y0, x1, y1];
+        this.callbacks.brush?.(this.brushBox);
+      });
+    this.brushBehaviour = b;
+    this.svg.append("g").attr("class", "brush").call(b);
+  }
+
+  /** Show a brushed region chosen elsewhere (the linked map), without reporting it back. */
+  setBrushBox(box: ZoomBox | null): void {
+    this.brushBox = box;
+    this.moveBrushToBox();
+  }
+
+  private moveBrushToBox(): void {
+    const b = this.brushBehaviour;
+    if (!b) return;
+    const g = this.svg.select<SVGGElement>("g.brush");
+    this.movingBrush = true;
+    if (!this.brushBox) b.move(g, null);
+    else {
+      const [x0, y0, x1, y1] = this.brushBox;
+      b.move(g, [this.dataToCss(x0, y0), this.dataToCss(x1, y1)]);
+    }
+    this.movingBrush = false;
+  }
+
+  /** Apply a zoom transform that another (linked) map made, without reporting it back. */
+  applyTransform(transform: ZoomTransform): void {
+    this.linking = true;
+    this.svg.call(this.zoomBehaviour.transform, transform);
+    this.linking = false;
+  }
+
+  currentTransform(): ZoomTransform {
+    return this.transform;
+  }
+
+  /** Indices of the shown points inside a data box. */
+  indicesIn(box: ZoomBox): number[] {
+    const [x0, y0, x1, y1] = box;
+    const out: number[] = [];
+    const visible = this.style?.visible ?? null;
+    for (let i = 0; i < this.curX.length; i++) {
+      if (visible && !visible[i]) continue;
+      const x = this.curX[i];
+      const y = this.curY[i];
+      if (x >= x0 && x <= x1 && y >= y0 && y <= y1) out.push(i);
+    }
+    return out;
+  }
+
   // ---- zoom -------------------------------------------------------------------------------------------------
 
   /** The data box currently in view, or null at the default (unzoomed) view. */
@@ -370,9 +528,43 @@ export class MapView {
     return { x, y, width: this.cssWidth, height: this.cssHeight };
   }
 
-  /** The canvas at its device resolution as a PNG data URL (export). */
-  snapshotPng(): string {
-    return this.raster.toDataUrl();
+  /**
+   * The map drawn afresh at `scale`× its CSS size on a new canvas (for export): backdrop, points with the
+   * current style and zoom. Overlays (labels, legend) are the caller's to add with the canvas's 2-D context.
+   */
+  renderToCanvas(scale: number): HTMLCanvasElement {
+    const canvas = document.createElement("canvas");
+    const raster = new Raster(canvas);
+    raster.resize(this.cssWidth, this.cssHeight, scale);
+    raster.clear(BACKGROUND);
+    const t = this.transform;
+    const project = (x: Float32Array, y: Float32Array) => {
+      const px = new Float32Array(x.length);
+      const py = new Float32Array(x.length);
+      const a = t.k * this.baseK * scale;
+      for (let i = 0; i < x.length; i++) {
+        px[i] = x[i] * a + (t.k * this.baseX + t.x) * scale;
+        py[i] = y[i] * a + (t.k * this.baseY + t.y) * scale;
+      }
+      return [px, py] as const;
+    };
+    const n = this.points?.n ?? 0;
+    const radius = (this.stampFor(n).radius / this.raster.dpr) * scale;
+    if (this.backdrop && this.backdropVisible) {
+      const [px, py] = project(this.backdrop.x, this.backdrop.y);
+      raster.stamp(px, py, this.backdrop.n, this.backdropFill, null, null, makeStamp(Math.max(1, radius - scale), raster.width));
+    }
+    if (this.points && this.style) {
+      const [px, py] = project(this.curX, this.curY);
+      raster.stamp(px, py, n, this.drawFill, this.drawRim, this.style.visible, makeStamp(radius, raster.width), this.order);
+    }
+    raster.flush();
+    return canvas;
+  }
+
+  /** The labels now on the map, in CSS pixels (for export). */
+  currentLabels(): MapLabel[] {
+    return this.labelsHidden ? [] : this.labels;
   }
 
   // ---- internals --------------------------------------------------------------------------------------------
@@ -387,6 +579,14 @@ export class MapView {
     this.updateBaseScale();
     this.stampKey = "";
     this.rebuildHitIndex();
+    if (this.brushBehaviour) {
+      this.brushBehaviour.extent([
+        [0, 0],
+        [this.cssWidth, this.cssHeight],
+      ]);
+      this.svg.select<SVGGElement>("g.brush").call(this.brushBehaviour);
+      this.moveBrushToBox();
+    }
     this.requestFrame();
   }
 
@@ -502,6 +702,13 @@ export class MapView {
     };
     ring("hover-ring", this.hovered);
     ring("selected-ring", this.selected);
+    ring("linked-ring", this.linked);
+    if (this.contourGrid) {
+      const c = this.contourGrid;
+      const [ox, oy] = this.dataToCss(c.x0, c.y0);
+      const k = this.transform.k * this.baseK;
+      this.svg.select("g.contours").attr("transform", `translate(${ox},${oy}) scale(${k * c.sx},${k * c.sy})`);
+    }
 
     const g = this.svg.select<SVGGElement>("g.trajectory");
     const pts = this.trajectory

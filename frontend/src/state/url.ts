@@ -33,7 +33,11 @@ export interface ViewState {
   /** Second run (and epoch) of the comparison view, and how its epoch follows the first. */
   runB: number | null;
   epochB: number | null;
+  /** The neuron pinned on the comparison's second map. */
+  neuronB: number | null;
   sync: SyncMode;
+  /** Density contours of both runs over the comparison maps. */
+  contours: boolean;
 }
 
 export const DEFAULT_STATE: ViewState = {
@@ -49,7 +53,9 @@ export const DEFAULT_STATE: ViewState = {
   imp: null,
   runB: null,
   epochB: null,
+  neuronB: null,
   sync: "epoch",
+  contours: true,
 };
 
 function id(value: string | null): number | null {
@@ -101,7 +107,9 @@ export function parseState(pathname: string, search: string): ViewState {
     imp: id(q.get("imp")),
     runB: id(q.get("runB")),
     epochB: id(q.get("epochB")),
+    neuronB: id(q.get("neuronB")),
     sync: oneOf(q.get("sync"), SYNC_MODES, "epoch"),
+    contours: q.get("contours") !== "0",
   };
 }
 
@@ -127,7 +135,9 @@ export function formatState(state: ViewState): string {
   put("imp", state.imp);
   put("runB", state.runB);
   put("epochB", state.epochB);
+  put("neuronB", state.neuronB);
   if (state.sync !== DEFAULT_STATE.sync) put("sync", state.sync);
+  if (!state.contours) put("contours", 0);
   if (state.zoom) put("zoom", state.zoom.map(roundCoord).join(","));
   const query = q.toString().replace(/%2C/g, ",");
   const path = state.view === "map" ? "/" : `/${state.view}`;
@@ -142,6 +152,7 @@ export function isNavigation(a: ViewState, b: ViewState): boolean {
     a.run !== b.run ||
     a.space !== b.space ||
     a.runB !== b.runB ||
+    a.neuronB !== b.neuronB ||
     a.imp !== b.imp
   );
 }

@@ -12,13 +12,15 @@ import type { Concepts, Points } from "../api/columns";
 import type { EpochMetrics, Job, Layer, Neighbour, Run, Space } from "../api/types";
 import { Sparklines } from "../charts/sparklines";
 import type { DataCache, NeuronIndex } from "../data";
+import { downloadCsv, downloadMapPng, POINTS_CSV_HEADER, visibleRows } from "../export";
 import type { JobWatcher } from "../jobs";
+import { paddedExtent, sameZoom } from "../map/extent";
 import { displacement } from "../map/glide";
 import { placeLabels } from "../map/labels";
 import { MapView, type TrajectoryPoint } from "../map/mapview";
 import { alignConcepts, computeStyle, type Legend, type StyleResult } from "../map/style";
 import type { StateStore } from "../state/store";
-import type { ViewState, ZoomBox } from "../state/url";
+import type { ViewState } from "../state/url";
 import { h, pct, setChildren } from "../ui/dom";
 import { NeuronPanel } from "../ui/panel";
 import { EpochSlider, type SliderEpoch } from "../ui/slider";
@@ -43,28 +45,6 @@ interface Shown {
 export interface MapTimings {
   pointsArrivedAt: number;
   firstDrawMs: number | null;
-}
-
-/** Padding added around the base extent so points near the edge are not clipped. */
-function paddedExtent(sets: Points[]): ZoomBox {
-  let x0 = Infinity;
-  let y0 = Infinity;
-  let x1 = -Infinity;
-  let y1 = -Infinity;
-  for (const p of sets)
-    for (let i = 0; i < p.n; i++) {
-      const x = p.x[i];
-      const y = p.y[i];
-      if (!Number.isFinite(x) || !Number.isFinite(y)) continue;
-      if (x < x0) x0 = x;
-      if (x > x1) x1 = x;
-      if (y < y0) y0 = y;
-      if (y > y1) y1 = y;
-    }
-  if (!Number.isFinite(x0)) return [-1, -1, 1, 1];
-  const px = Math.max((x1 - x0) * 0.04, 1e-3);
-  const py = Math.max((y1 - y0) * 0.04, 1e-3);
-  return [x0 - px, y0 - py, x1 + px, y1 + py];
 }
 
 export class MapController implements ViewController {
@@ -119,7 +99,13 @@ export class MapController implements ViewController {
     });
     this.sparklines = new Sparklines((epoch) => this.store.update({ epoch }, "replace"));
     this.map.insetLeft = 250;
-    this.mapArea = h("div", { class: "map-area" }, this.map.element, this.legend, this.message);
+    const tools = h(
+      "div",
+      { class: "map-tools" },
+      h("button", { type: "button", class: "small-button", "data-testid": "export-png", title: "Download the map as PNG (2×, with labels and legend)", onclick: () => void this.exportPng() }, "PNG"),
+      h("button", { type: "button", class: "small-button", "data-testid": "export-csv", title: "Download the visible points as CSV", onclick: () => this.exportCsv() }, "CSV"),
+    );
+    this.mapArea = h("div", { class: "map-area" }, this.map.element, this.legend, tools, this.message);
     this.element = h(
       "section",
       { class: "map-view" },
@@ -634,6 +620,22 @@ export class MapController implements ViewController {
     this.message.replaceChildren();
   }
 
+  // ---- export ---------------------------------------------------------------------------------------------
+
+  private async exportPng(): Promise<void> {
+    const s = this.shown;
+    if (!s) return;
+    const title = `${s.run.name} · epoch ${s.epoch} · space ${s.space.name}`;
+    await downloadMapPng(`conceptevo-${s.run.name}-epoch${s.epoch}.png`, this.map, title, s.style?.legend ?? null);
+  }
+
+  private exportCsv(): void {
+    const s = this.shown;
+    if (!s) return;
+    const rows = visibleRows(this.map, { ...s, runName: s.run.name, style: s.style?.style ?? null });
+    downloadCsv(`conceptevo-${s.run.name}-epoch${s.epoch}-points.csv`, POINTS_CSV_HEADER, rows);
+  }
+
   // ---- interaction ------------------------------------------------------------------------------------------
 
   private onHover(index: number, clientX: number, clientY: number): void {
@@ -693,10 +695,4 @@ export class MapController implements ViewController {
     const next = s.computed[i + 1];
     if (next) void this.data.points(s.space.id, next.snapshotId).catch(() => undefined);
   }
-}
-
-function sameZoom(a: ZoomBox | null, b: ZoomBox | null): boolean {
-  if (a === null || b === null) return a === b;
-  const span = Math.max(Math.abs(a[2] - a[0]), Math.abs(a[3] - a[1]), 1e-9);
-  return a.every((v, i) => Math.abs(v - b[i]) <= span * 1e-3);
 }
