@@ -8,7 +8,7 @@ import type { Job } from "./api/types";
 import { DataCache } from "./data";
 import { describeJob, JobWatcher } from "./jobs";
 import { StateStore } from "./state/store";
-import { COLOURINGS, type Colouring, type View, type ViewState } from "./state/url";
+import type { View, ViewState } from "./state/url";
 import { h, pct, setChildren } from "./ui/dom";
 import { CompareView } from "./views/compare";
 import { HealthView } from "./views/health";
@@ -25,12 +25,6 @@ const VIEW_TITLES: [View, string][] = [
   ["jobs", "Jobs"],
 ];
 
-const COLOUR_LABELS: Record<Colouring, string> = {
-  layer: "layer",
-  class: "dominant class",
-  movement: "movement",
-  importance: "importance",
-};
 
 /** Parse a neuron search: `conv3:17`, `features.3:17` (a layer name or its last part), `2:17` (layer index). */
 export function parseNeuronQuery(
@@ -60,10 +54,9 @@ export class App {
   private readonly banner = h("div", { class: "banner", role: "alert", "data-testid": "error" });
   private readonly spaceSelect = h("select", { "aria-label": "Space", "data-testid": "space-select" });
   private readonly runSelect = h("select", { "aria-label": "Run", "data-testid": "run-select" });
-  private readonly colourSelect = h("select", { "aria-label": "Colour by", "data-testid": "colour-select" });
   private readonly search = h("input", {
     type: "search",
-    placeholder: "neuron, e.g. conv3:17   ( / )",
+    placeholder: "neuron, e.g. conv3:17",
     "aria-label": "Find a neuron by layer and channel",
     "data-testid": "search",
     list: "layer-names",
@@ -126,10 +119,8 @@ export class App {
   }
 
   private buildShell(): void {
-    for (const c of COLOURINGS) this.colourSelect.append(h("option", { value: c }, COLOUR_LABELS[c]));
     this.spaceSelect.addEventListener("change", () => this.store.update({ space: Number(this.spaceSelect.value), run: null, epoch: null, neuron: null, zoom: null, imp: null }));
     this.runSelect.addEventListener("change", () => this.store.update({ run: Number(this.runSelect.value), epoch: null, neuron: null, imp: null }));
-    this.colourSelect.addEventListener("change", () => this.store.update({ color: this.colourSelect.value as Colouring }));
     this.search.addEventListener("keydown", (e) => {
       if (e.key === "Enter") void this.findNeuron(this.search.value);
       if (e.key === "Escape") this.search.blur();
@@ -145,7 +136,6 @@ export class App {
       this.nav,
       h("label", {}, h("span", {}, "Space"), this.spaceSelect),
       h("label", {}, h("span", {}, "Run"), this.runSelect),
-      h("label", { class: "for-map" }, h("span", {}, "Colour"), this.colourSelect),
       h("div", { class: "search for-map" }, this.search, this.layerNames),
       h("div", { class: "spacer" }),
       h("a", { class: "docs-link", href: "/docs", target: "_blank", rel: "noopener" }, "API"),
@@ -188,7 +178,7 @@ export class App {
     setChildren(
       this.spaceSelect,
       spaces.length
-        ? spaces.map((s) => h("option", { value: s.id, selected: s.id === spaceId }, `${s.name} (${s.n_snapshots} snapshots)`))
+        ? spaces.map((s) => h("option", { value: s.id, selected: s.id === spaceId, title: `${s.n_snapshots} snapshots computed` }, s.name))
         : h("option", {}, "no space yet"),
     );
     this.spaceSelect.disabled = spaces.length === 0;
@@ -200,7 +190,6 @@ export class App {
       runs.length ? runs.map((r) => h("option", { value: r.id, selected: r.id === runId }, r.name)) : h("option", {}, "no run yet"),
     );
     this.runSelect.disabled = runs.length === 0;
-    this.colourSelect.value = state.color;
     if (runId !== undefined)
       void this.data
         .layers(runId)
@@ -249,7 +238,7 @@ export class App {
     this.jobsIndicator.textContent = this.jobs.lastError
       ? "server unreachable"
       : active.length
-        ? `● ${running.length} running${running.length ? ` ${pct(mean)}` : ""} · ${active.length - running.length} queued`
+        ? `● ${running.length} running${running.length ? ` ${pct(mean)}` : ""}${active.length > running.length ? ` · ${active.length - running.length} queued` : ""}`
         : "no jobs";
     this.jobsIndicator.title = "Jobs of the worker (click for details)";
     if (this.jobsPopover.hidden) return;

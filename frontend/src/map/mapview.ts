@@ -59,6 +59,8 @@ export interface MapCallbacks {
   /** A brushed region (data coordinates), or null when the brush is cleared. */
   brush?: (box: ZoomBox | null) => void;
   glideEnd?: () => void;
+  /** The map's size changed (labels placed in screen space must be placed again). */
+  resized?: () => void;
 }
 
 /** A density contour set: one colour, the points it summarises. */
@@ -588,6 +590,7 @@ export class MapView {
       this.moveBrushToBox();
     }
     this.requestFrame();
+    this.callbacks.resized?.();
   }
 
   private updateBaseScale(): void {

@@ -24,6 +24,7 @@ import type { SyncMode, ViewState, ZoomBox } from "../state/url";
 import { h, setChildren } from "../ui/dom";
 import { EpochSlider } from "../ui/slider";
 import { Tooltip } from "../ui/tooltip";
+import { colourPicker } from "./map";
 import type { ViewContext, ViewController } from "./view";
 
 /** Colours of the two sides (contours, headers): Okabe-Ito blue and vermillion. */
@@ -362,6 +363,7 @@ export class CompareView implements ViewController {
       h("label", {}, h("span", { class: "side-swatch", style: `background:${SIDE_COLOURS[0]}` }), "Run ", runSelect(runA.id, "run-a", (id) => this.ctx.store.update({ run: id, epoch: null, neuron: null, epochB: null }))),
       h("label", {}, "vs ", h("span", { class: "side-swatch", style: `background:${SIDE_COLOURS[1]}` }), runSelect(runB.id, "run-b", (id) => this.ctx.store.update({ runB: id, epochB: null, neuronB: null }))),
       h("label", {}, "Epochs follow ", syncSelect),
+      colourPicker(state.color === "class" ? "class" : "layer", (color) => this.ctx.store.update({ color }), ["layer", "class"]),
       h(
         "label",
         { class: "check" },
@@ -403,7 +405,7 @@ export class CompareView implements ViewController {
     const cell = (d: SideData, id: number | null, epoch: number) => {
       const snap = d.computed.find((c) => c.epoch === epoch);
       if (id === null || !snap) return h("td", { class: "muted" }, id === null ? "" : "not computed");
-      return h("td", {}, h("img", { class: "evo-sprite", src: spriteUrl(snap.snapshotId, id), alt: `epoch ${epoch}`, loading: "lazy" }));
+      return h("td", {}, h("img", { class: "pinned-sprite", src: spriteUrl(snap.snapshotId, id), alt: `epoch ${epoch}`, loading: "lazy" }));
     };
     setChildren(
       this.pinned,

@@ -20,7 +20,7 @@ import { placeLabels } from "../map/labels";
 import { MapView, type TrajectoryPoint } from "../map/mapview";
 import { alignConcepts, computeStyle, type Legend, type StyleResult } from "../map/style";
 import type { StateStore } from "../state/store";
-import type { ViewState } from "../state/url";
+import { COLOURINGS, type Colouring, type ViewState } from "../state/url";
 import { h, pct, setChildren } from "../ui/dom";
 import { NeuronPanel } from "../ui/panel";
 import { EpochSlider, type SliderEpoch } from "../ui/slider";
@@ -85,6 +85,9 @@ export class MapController implements ViewController {
       click: (i) => this.onClick(i),
       zoomEnd: (box) => this.store.update({ zoom: box }, "replace"),
       glideEnd: () => this.afterGlide(),
+      resized: () => {
+        if (!this.map.stats.gliding) this.updateLabels();
+      },
     });
     this.panel = new NeuronPanel(data, {
       selectEpoch: (epoch) => this.store.update({ epoch }, "replace"),
@@ -368,7 +371,7 @@ export class MapController implements ViewController {
   // ---- legend, slider, metrics ----------------------------------------------------------------------------
 
   private renderLegend(legend: Legend, state: ViewState, shown: Shown): void {
-    const body: HTMLElement[] = [h("div", { class: "legend-title" }, legend.title)];
+    const body: HTMLElement[] = [colourPicker(state.color, (color) => this.store.update({ color })), h("div", { class: "legend-title" }, legend.title)];
     if (legend.kind === "categorical") {
       const toggle = legend.title === "Layer";
       body.push(
@@ -546,11 +549,10 @@ export class MapController implements ViewController {
   }
 
   private onJobs(active: Job[]): void {
-    if (this.shown) this.updateSlider();
-    if (!this.shown && this.message.childElementCount) {
-      const list = this.message.querySelector(".job-list");
-      if (list) list.replaceWith(this.activeJobsList(active));
-    }
+    if (this.shown) return this.updateSlider();
+    const list = this.message.querySelector(".job-list");
+    if (list) list.replaceWith(this.activeJobsList(active));
+    else if (active.length && !this.element.hidden) void this.render(this.store.get());
   }
 
   private activeJobsList(active: Job[] = this.jobs.active): HTMLElement {
@@ -592,7 +594,7 @@ export class MapController implements ViewController {
     } else {
       this.showMessage(
         h("h2", {}, "No data yet"),
-        h("p", {}, "Run ", h("code", {}, "make demo"), " to build the demo world (or ", h("code", {}, "conceptevo demo"), "), then reload."),
+        h("p", {}, "Run ", h("code", {}, "make demo"), " to build the demo world (or ", h("code", {}, "conceptevo demo"), "); this page follows its progress by itself."),
         h(
           "p",
           {},
@@ -613,11 +615,13 @@ export class MapController implements ViewController {
   private showMessage(...children: (HTMLElement | null)[]): void {
     setChildren(this.message, h("div", { class: "card" }, ...children));
     this.message.hidden = false;
+    this.element.classList.toggle("empty", !this.shown);
   }
 
   private hideMessage(): void {
     this.message.hidden = true;
     this.message.replaceChildren();
+    this.element.classList.remove("empty");
   }
 
   // ---- export ---------------------------------------------------------------------------------------------
@@ -695,4 +699,29 @@ export class MapController implements ViewController {
     const next = s.computed[i + 1];
     if (next) void this.data.points(s.space.id, next.snapshotId).catch(() => undefined);
   }
+}
+
+const COLOUR_LABELS: Record<Colouring, string> = {
+  layer: "layer",
+  class: "dominant stimulus class",
+  movement: "movement since last epoch",
+  importance: "importance for a class",
+};
+
+/** The "Colour by" select of a map's legend (all colourings, or the given subset). */
+export function colourPicker(
+  value: Colouring,
+  onChange: (c: Colouring) => void,
+  options: readonly Colouring[] = COLOURINGS,
+): HTMLElement {
+  return h(
+    "label",
+    { class: "colour-picker" },
+    "Colour by ",
+    h(
+      "select",
+      { "data-testid": "colour-select", onchange: (e: Event) => onChange((e.target as HTMLSelectElement).value as Colouring) },
+      ...options.map((c) => h("option", { value: c, selected: c === value }, COLOUR_LABELS[c])),
+    ),
+  );
 }
