@@ -249,7 +249,7 @@ export class App {
             h(
               "div",
               { class: "job-row" },
-              h("div", { class: "job-msg" }, h("b", {}, describeJob(j, (id) => this.data.runName(id))), h("span", { class: "muted" }, ` #${j.id} ${j.status}`)),
+              h("div", { class: "job-msg" }, h("b", {}, describeJob(j, (id) => this.data.runName(id), (id) => this.data.snapshotLabel(id))), h("span", { class: "muted" }, ` #${j.id} ${j.status}`)),
               j.status === "running" ? h("div", { class: "bar" }, h("span", { style: `width:${(100 * j.progress).toFixed(1)}%` })) : null,
               j.message ? h("div", { class: "muted small" }, j.message) : null,
             ),

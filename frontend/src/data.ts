@@ -129,6 +129,15 @@ export class DataCache {
     return p;
   }
 
+  /** "run epoch N" for a snapshot of a run whose details are loaded, else null. */
+  snapshotLabel(snapshotId: number): string | null {
+    for (const run of this.runDetail.values()) {
+      const snap = run.snapshots.find((s) => s.id === snapshotId);
+      if (snap) return `${run.name} epoch ${snap.epoch}`;
+    }
+    return null;
+  }
+
   runName(id: number): string {
     return this.runs.find((r) => r.id === id)?.name ?? `run ${id}`;
   }

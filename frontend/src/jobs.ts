@@ -1,6 +1,7 @@
 /**
- * Live job progress: polls the queue every second (every 5 s while the tab is hidden), tells listeners
- * when the active jobs change and when jobs finish, so new results appear without a reload.
+ * Live job progress: polls the queue every second (every 5 s while the tab is hidden), hands each poll's
+ * active jobs to the `onChange` listeners (progress moves even when the set of jobs does not) and tells the
+ * `onFinished` listeners which jobs ended, so new results appear without a reload.
  */
 
 import { api } from "./api/client";
@@ -74,15 +75,21 @@ export class JobWatcher {
 }
 
 /** A short human description of a job. */
-export function describeJob(job: Job, runName: (id: number) => string): string {
+export function describeJob(
+  job: Job,
+  runName: (id: number) => string,
+  snapshotLabel?: (snapshotId: number) => string | null,
+): string {
   const p = job.params;
   switch (job.kind) {
     case "demo":
       return "Building the demo world";
     case "build_space":
       return `Building space${p.name ? ` “${String(p.name)}”` : ""}`;
-    case "add_snapshot":
-      return `Placing snapshot ${String(p.snapshot_id)} in space ${String(p.space_id)}`;
+    case "add_snapshot": {
+      const where = snapshotLabel?.(Number(p.snapshot_id));
+      return where ? `Placing ${where} in space ${String(p.space_id)}` : `Placing snapshot ${String(p.snapshot_id)} in space ${String(p.space_id)}`;
+    }
     case "importance":
       return `Importance: ${runName(Number(p.run_id))} epoch ${String(p.epoch_from)} → ${String(p.epoch_to)}`;
     case "revert_eval":

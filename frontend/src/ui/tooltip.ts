@@ -62,3 +62,10 @@ export class Tooltip {
     return this.element.style.display !== "none";
   }
 }
+
+let shared: Tooltip | null = null;
+
+/** The one hover tooltip of the maps (map and compare views are never shown at once). */
+export function mapTooltip(): Tooltip {
+  return (shared ??= new Tooltip());
+}

@@ -23,7 +23,7 @@ import { computeStyle, type Legend } from "../map/style";
 import type { SyncMode, ViewState, ZoomBox } from "../state/url";
 import { h, setChildren } from "../ui/dom";
 import { EpochSlider } from "../ui/slider";
-import { Tooltip } from "../ui/tooltip";
+import { mapTooltip } from "../ui/tooltip";
 import { colourPicker } from "./map";
 import type { ViewContext, ViewController } from "./view";
 
@@ -78,7 +78,7 @@ export class CompareView implements ViewController {
   private readonly summary = h("div", { class: "compare-summary", "data-testid": "region-summary" });
   private readonly pinned = h("div", { class: "compare-pinned", "data-testid": "pinned" });
   private readonly message = h("div", { class: "map-message" });
-  private readonly tooltip = new Tooltip();
+  private readonly tooltip = mapTooltip();
   private generation = 0;
   private domainSpace: number | null = null;
   private space: Space | null = null;

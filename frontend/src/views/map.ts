@@ -24,7 +24,7 @@ import { COLOURINGS, type Colouring, type ViewState } from "../state/url";
 import { h, pct, setChildren } from "../ui/dom";
 import { NeuronPanel } from "../ui/panel";
 import { EpochSlider, type SliderEpoch } from "../ui/slider";
-import { Tooltip } from "../ui/tooltip";
+import { mapTooltip } from "../ui/tooltip";
 import type { ViewContext, ViewController } from "./view";
 
 /** What is on screen now: everything `render` resolved for the current state. */
@@ -56,7 +56,7 @@ export class MapController implements ViewController {
   idle = false;
   shown: Shown | null = null;
 
-  private readonly tooltip = new Tooltip();
+  private readonly tooltip = mapTooltip();
   private readonly slider: EpochSlider;
   private readonly sparklines: Sparklines;
   private readonly legend = h("div", { class: "legend", "data-testid": "legend" });
