@@ -126,6 +126,7 @@ export class MapView {
   private backdropFill = new Uint32Array(0);
 
   private readonly hit = new HitIndex();
+  private hitDirty = false;
   private glideStart = 0;
   private lastFrameAt = 0;
   private frameRequested = false;
@@ -189,7 +190,6 @@ export class MapView {
         this.requestFrame();
       })
       .on("end", () => {
-        this.rebuildHitIndex();
         window.clearTimeout(this.zoomTimer);
         // Programmatic zooms (a URL's box, a linked map's transform) are not reported back as the user's.
         const report = !this.suppressZoomEvent && !this.linking;
@@ -288,11 +288,12 @@ export class MapView {
     this.py = new Float32Array(points.n);
     this.selected = -1;
     this.setHovered(-1, 0, 0);
-    this.hit.clear();
+    this.stats.gliding = true;
+    this.rebuildHitIndex();
     this.setStyle(style);
     this.stats.glideFrameTimes = [];
-    this.stats.gliding = true;
-    this.glideStart = performance.now();
+    // The clock starts at the first frame: work done before it must not eat into (or reverse) the glide.
+    this.glideStart = -1;
     this.lastFrameAt = 0;
     this.setLabelsHidden(true);
     this.requestFrame();
@@ -320,7 +321,7 @@ export class MapView {
         this.order = order;
       }
     }
-    if (!this.stats.gliding) this.rebuildHitIndex();
+    this.rebuildHitIndex();
     this.requestFrame();
   }
 
@@ -580,7 +581,6 @@ export class MapView {
     this.svg.attr("width", this.cssWidth).attr("height", this.cssHeight);
     this.updateBaseScale();
     this.stampKey = "";
-    this.rebuildHitIndex();
     if (this.brushBehaviour) {
       this.brushBehaviour.extent([
         [0, 0],
@@ -616,7 +616,8 @@ export class MapView {
     this.frameRequested = false;
     let finishedGlide = false;
     if (this.stats.gliding && this.points) {
-      const t = Math.min(1, (now - this.glideStart) / this.glideMs);
+      if (this.glideStart < 0) this.glideStart = now;
+      const t = Math.max(0, Math.min(1, (now - this.glideStart) / this.glideMs));
       const e = easeInOut(t);
       lerpInto(this.fromX, this.points.x, e, this.curX);
       lerpInto(this.fromY, this.points.y, e, this.curY);
@@ -634,8 +635,12 @@ export class MapView {
     this.drawOverlay();
     if (finishedGlide) {
       this.rebuildHitIndex();
-      this.setLabelsHidden(false);
-      this.callbacks.glideEnd?.();
+      // After this frame is on screen: what follows a glide (labels) must not delay its last frame.
+      window.setTimeout(() => {
+        if (this.stats.gliding) return;
+        this.setLabelsHidden(false);
+        this.callbacks.glideEnd?.();
+      }, 0);
     }
     if (this.stats.gliding) this.requestFrame();
   }
@@ -771,12 +776,18 @@ export class MapView {
     this.setLabelsHidden(this.stats.gliding);
   }
 
+  /** Positions or visibility changed: the hit index is rebuilt lazily, at the next pointer query. */
   private rebuildHitIndex(): void {
-    if (!this.points || this.stats.gliding) return this.hit.clear();
-    this.hit.build(this.curX, this.curY, this.style?.visible ?? null);
+    this.hit.clear();
+    this.hitDirty = this.points !== null;
   }
 
   private pick(clientX: number, clientY: number): number {
+    if (this.stats.gliding) return -1;
+    if (this.hitDirty && this.points) {
+      this.hit.build(this.curX, this.curY, this.style?.visible ?? null);
+      this.hitDirty = false;
+    }
     const rect = this.element.getBoundingClientRect();
     const [x, y] = this.cssToData(clientX - rect.left, clientY - rect.top);
     const radius = HOVER_RADIUS_CSS / (this.transform.k * this.baseK);

@@ -70,7 +70,8 @@ export class MapController implements ViewController {
   private metricsKey = "";
   private panelKey = "";
   private requested = new Map<string, number>();
-  private lastState: ViewState | null = null;
+  /** A render is still loading (its generation is current). */
+  private rendering = false;
 
   private readonly data: DataCache;
   private readonly store: StateStore;
@@ -123,8 +124,8 @@ export class MapController implements ViewController {
   /** Bring the view to `state` (loads what is missing). */
   async render(state: ViewState): Promise<void> {
     const gen = ++this.generation;
-    this.lastState = state;
     this.idle = false;
+    this.rendering = true;
     try {
       await this.renderState(state, gen);
     } catch (err) {
@@ -132,7 +133,10 @@ export class MapController implements ViewController {
       const message = err instanceof ApiError ? err.detail : err instanceof Error ? err.message : String(err);
       this.showError(message);
     } finally {
-      if (gen === this.generation) this.idle = !this.map.stats.gliding;
+      if (gen === this.generation) {
+        this.rendering = false;
+        this.idle = !this.map.stats.gliding;
+      }
     }
   }
 
@@ -345,7 +349,7 @@ export class MapController implements ViewController {
 
   private afterGlide(): void {
     this.updateLabels();
-    if (this.lastState && this.generation) this.idle = true;
+    this.idle = !this.rendering;
     if (this.playing) this.scheduleNextPlayStep();
   }
 
