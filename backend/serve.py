@@ -40,6 +40,14 @@ def exposure_warning(host: str, token: str | None) -> str | None:
     )
 
 
+def page_url(host: str, port: int) -> str:
+    """The URL to open for a server bound to ``host:port`` (a wildcard bind is reached on loopback)."""
+    url_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    if ":" in url_host and not url_host.startswith("["):
+        url_host = f"[{url_host}]"  # an IPv6 literal
+    return f"http://{url_host}:{port}/"
+
+
 def serve(
     host: str = "127.0.0.1", port: int = 8000, db: str | Path | None = None, open_browser: bool = False
 ) -> None:
@@ -61,8 +69,7 @@ def serve(
     if warning:
         logger.warning(warning)
     app = create_app(settings=settings)
-    url_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
-    url = f"http://{url_host}:{port}/"
+    url = page_url(host, port)
     logger.info("ConceptEvo API on %s (docs at %sdocs)", url, url)
     if open_browser:
         threading.Timer(1.0, webbrowser.open, args=(url,)).start()

@@ -164,18 +164,48 @@ def demo(
     port: Annotated[int, typer.Option(help="Port to serve on.")] = 8000,
     device: Annotated[str, typer.Option(help="Worker device: cpu, cuda, cuda:N.")] = "cpu",
 ) -> None:
-    """Build the embedded demo world if missing, register it and queue everything (idempotent).
+    """Queue building the embedded demo world if missing, or register it and queue everything (idempotent);
+    then serve the page at once while a worker computes (progress on the page's Jobs view).
 
     Example: conceptevo demo --no-serve && conceptevo worker --once
     """
-    from worker.demo.plan import demo_world_ready, enqueue_demo_jobs, register_demo
-    from worker.jobs.demo import build_demo_world, demo_root
+    from worker.demo.world import demo_root, demo_world_ready
 
+    if size not in ("small", "default"):
+        raise ConceptEvoError("size must be 'small' or 'default'")
+    if seed < 0:
+        raise ConceptEvoError("seed must be a non-negative integer")
     root = demo_root()
-    if not demo_world_ready(root):
-        typer.echo(f"building the demo world in {root} (a few minutes on a laptop CPU)…")
-        build_demo_world(root, size=size, seed=seed)
     store = _store()
+    if demo_world_ready(root):
+        _register_demo_world(store, root)
+    else:
+        _queue_demo_world(store, root, size, seed)
+    if serve:
+        _serve_with_worker(host, port, device)
+
+
+def _queue_demo_world(store, root: Path, size: str, seed: int) -> None:
+    """Queue the ``demo`` job that generates and trains the world, then registers it and queues the rest.
+
+    Imports no torch: on a fresh clone the page is up within seconds and shows the job's progress.
+    """
+    from backend.store import enqueue
+    from worker.jobs import PRIORITY
+
+    job, created = enqueue(store, "demo", {"size": size, "seed": seed}, priority=PRIORITY["demo"])
+    state = "queued" if created else f"already {job.status}"
+    typer.echo(
+        f"the demo world is not built yet in {root}: job {job.id} demo (size {size}) {state}; "
+        "a worker generates the images and trains the runs (a few minutes on a laptop CPU), then "
+        "queues the space and importance jobs"
+    )
+
+
+def _register_demo_world(store, root: Path) -> None:
+    """Register the built world and queue what is not computed yet."""
+    from worker.demo.plan import enqueue_demo_jobs, register_demo
+
     for line in register_demo(store, root):
         typer.echo(f"registered {line}")
     plan = enqueue_demo_jobs(store, root)
@@ -183,13 +213,15 @@ def demo(
         f"queued {len(plan.queued)} new job(s); {len(plan.existing)} already queued or running; "
         f"{plan.already_done} already computed"
     )
-    if serve:
-        _serve_with_worker(host, port, device)
 
 
 def _serve_with_worker(host: str, port: int, device: str) -> None:
+    """Run a worker process beside the web server (this process) until interrupted; the URL is printed first."""
     import subprocess
 
+    from backend.serve import page_url
+
+    typer.echo(f"ConceptEvo: {page_url(host, port)}  (a worker runs alongside; Ctrl-C stops both)")
     worker = subprocess.Popen([sys.executable, "-m", "worker.cli", "worker", "--device", device])
     try:
         from backend.serve import serve as run_server

@@ -23,7 +23,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -183,6 +183,7 @@ def train(
     progress: bool = True,
     overwrite: bool = False,
     name: str | None = None,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
 ) -> list[dict[str, Any]]:
     """Train ``config.arch`` on the ImageFolder at ``dataset_root``, one checkpoint per epoch.
 
@@ -194,6 +195,9 @@ def train(
         progress: show tqdm bars (otherwise one log line per epoch).
         overwrite: replace a run already in ``out_dir`` (its checkpoints, history and run.json).
         name: label for progress bars and logs (default: ``out_dir``'s name).
+        on_epoch: called with each epoch's history entry (epoch 0 included) once its checkpoint and
+            metrics are written — e.g. to report a job's progress. An exception it raises stops the
+            training; the run stays incomplete (no ``run.json``).
 
     Returns:
         The history: one dict per epoch 0..epochs (as written to ``history.json``).
@@ -211,13 +215,18 @@ def train(
     if config.threads:
         torch.set_num_threads(int(config.threads))
     try:
-        return _train(config, dataset_root, out_dir, progress, label)
+        return _train(config, dataset_root, out_dir, progress, label, on_epoch)
     finally:
         torch.set_num_threads(previous_threads)
 
 
 def _train(
-    config: TrainConfig, dataset_root: Path, out_dir: Path, progress: bool, label: str
+    config: TrainConfig,
+    dataset_root: Path,
+    out_dir: Path,
+    progress: bool,
+    label: str,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
 ) -> list[dict[str, Any]]:
     device = _device(config.device)
     normalize = (IMAGENET_MEAN, IMAGENET_STD)
@@ -325,6 +334,8 @@ def _train(
             tqdm.write(message)
         else:
             logger.info(message)
+        if on_epoch is not None:
+            on_epoch(dict(entry))
 
     finish_epoch(0, 0.0, None, 0)
     for epoch in range(1, config.epochs + 1):

@@ -16,7 +16,6 @@ from fastapi.exception_handlers import http_exception_handler
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.routing import APIRoute
-from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -24,6 +23,7 @@ from backend.store.errors import ConflictError, NotFoundError, StoreError
 
 from . import datasets, health, importance, jobs, metrics, neurons, patches, runs, spaces
 from .db import DatabaseBusy, Db, is_busy_error
+from .frontend import SinglePageApp
 from .middleware import BodyLimitMiddleware, TokenMiddleware
 from .schemas import ErrorOut
 from .settings import Settings
@@ -121,9 +121,10 @@ def _install_error_handlers(app: FastAPI) -> None:
 
 
 def _mount_frontend(app: FastAPI, dist: Path) -> None:
-    """Serve the built front end at ``/`` when it exists, a placeholder page pointing to ``/docs`` otherwise."""
+    """Serve the built front end at ``/`` when it exists (client-side routes answer its ``index.html``, see
+    :mod:`.frontend`), a placeholder page pointing to ``/docs`` otherwise."""
     if (dist / "index.html").is_file():
-        app.mount("/", StaticFiles(directory=dist, html=True), name="frontend")
+        app.mount("/", SinglePageApp(directory=str(dist)), name="frontend")
         return
 
     @app.get("/", include_in_schema=False, response_class=HTMLResponse)

@@ -10,11 +10,11 @@ from sqlalchemy.orm import Session
 
 from backend.store.errors import NotFoundError
 from backend.store.models import Importance
-from backend.store.queries import find_importance, ranking_of
+from backend.store.queries import find_importance, importance_scores, ranking_of
 
 from . import queries
 from .deps import MAX_ID, DbDep, ImportanceId
-from .schemas import ErrorOut, ImportanceOut, ImportanceRankingOut, RankedNeuronOut
+from .schemas import ErrorOut, ImportanceOut, ImportanceRankingOut, ImportanceScoresOut, RankedNeuronOut
 
 router = APIRouter(tags=["importance"])
 
@@ -130,3 +130,28 @@ def get_importance(
             s, queries.get_or_404(s, Importance, importance_id, "importance computation"), limit, offset
         )
     )
+
+
+@router.get(
+    "/importance/{importance_id}/scores",
+    response_model=ImportanceScoresOut,
+    responses=NOT_FOUND,
+    summary="Every neuron's score in one importance computation (for colouring a map)",
+)
+def get_importance_scores(importance_id: ImportanceId, db: DbDep) -> ImportanceScoresOut:
+    """All scored neurons at once, column-wise and best first (the order of the ranking: score, then mean_s,
+    descending; ties by neuron id), with each one's 1-based rank; no patches."""
+
+    def q(session: Session) -> ImportanceScoresOut:
+        imp = queries.get_or_404(session, Importance, importance_id, "importance computation")
+        scores = importance_scores(session, imp)
+        names = queries.class_names_of_runs(session, [imp.run_id])
+        return ImportanceScoresOut(
+            importance=queries.importance_out(imp, names.get(imp.run_id, [])),
+            neuron_id=scores.neuron_id.tolist(),
+            score=scores.score.tolist(),
+            mean_s=scores.mean_s.tolist(),
+            rank=scores.rank.tolist(),
+        )
+
+    return db.read(q)

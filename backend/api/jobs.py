@@ -32,7 +32,18 @@ class _Params(BaseModel):
 
 
 class DemoParams(_Params):
-    """Generate the demo dataset and train the demo runs (no parameters)."""
+    """Generate the demo dataset and train the demo runs, then register them and queue the space and importance.
+
+    Both fields are always stored (defaults filled in), as ``conceptevo demo`` queues them, so that the same
+    request from the page and from the CLI is the same job.
+    """
+
+    size: Literal["default", "small"] = Field(
+        "default", description="default: 4,000 + 1,000 images; small: 288 + 96 (a quick look)."
+    )
+    seed: Annotated[int, Field(ge=0, le=2**31 - 1)] = Field(
+        0, description="Seed of the images and the training."
+    )
 
 
 class BuildSpaceParams(_Params):

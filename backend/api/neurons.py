@@ -8,7 +8,8 @@ from fastapi import APIRouter, Query, Request
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from backend.store.models import Importance, ImportanceScore, NeuronState, Snapshot, Space
+from backend.store.models import NeuronState, Snapshot, Space
+from backend.store.queries import neuron_importances
 
 from . import queries
 from .deps import DbDep, NeuronId, SnapshotId, SpaceId
@@ -121,28 +122,21 @@ def get_neighbours(
     summary="A neuron's importance for classes",
 )
 def get_neuron_importance(neuron_id: NeuronId, db: DbDep) -> list[NeuronImportanceOut]:
-    """Every importance computation that scored this neuron (by epochs, then class), with its rank there."""
+    """Every importance computation that scored this neuron (by epochs, then class), with its rank there and the
+    number of neurons ranked (`total`)."""
 
     def q(session: Session) -> list[NeuronImportanceOut]:
         _, layer = queries.neuron_with_layer(session, neuron_id)
-        rows = session.execute(
-            select(Importance, ImportanceScore.score, ImportanceScore.mean_s)
-            .join(ImportanceScore, ImportanceScore.importance_id == Importance.id)
-            .where(ImportanceScore.neuron_id == neuron_id)
-            .order_by(Importance.epoch_from, Importance.epoch_to, Importance.class_idx, Importance.id)
-        ).all()
         names = queries.class_names_of_runs(session, [layer.run_id])
-        out: list[NeuronImportanceOut] = []
-        for imp, score, mean_s in rows:
-            rank = queries.importance_rank(session, imp.id, neuron_id, score, mean_s)
-            out.append(
-                NeuronImportanceOut(
-                    importance=queries.importance_out(imp, names.get(imp.run_id, [])),
-                    score=score,
-                    mean_s=mean_s,
-                    rank=rank,
-                )
+        return [
+            NeuronImportanceOut(
+                importance=queries.importance_out(found.importance, names.get(found.importance.run_id, [])),
+                score=found.score,
+                mean_s=found.mean_s,
+                rank=found.rank,
+                total=found.total,
             )
-        return out
+            for found in neuron_importances(session, neuron_id)
+        ]
 
     return db.read(q)

@@ -22,7 +22,6 @@ from backend.store.models import (
     Dataset,
     Image,
     Importance,
-    ImportanceScore,
     Layer,
     Neuron,
     NeuronState,
@@ -277,25 +276,6 @@ def class_names_of_runs(session: Session, run_ids: Iterable[int]) -> dict[int, l
         select(Run.id, Dataset.class_names).join(Dataset, Dataset.id == Run.dataset_id).where(Run.id.in_(ids))
     ).all()
     return {rid: list(names or []) for rid, names in rows}
-
-
-def importance_rank(session: Session, importance_id: int, neuron_id: int, score: float, mean_s: float) -> int:
-    """1-based rank of a neuron in an importance ranking (score desc, then mean_s desc, then neuron id asc)."""
-    ahead = session.scalar(
-        select(func.count())
-        .select_from(ImportanceScore)
-        .where(
-            ImportanceScore.importance_id == importance_id,
-            (ImportanceScore.score > score)
-            | ((ImportanceScore.score == score) & (ImportanceScore.mean_s > mean_s))
-            | (
-                (ImportanceScore.score == score)
-                & (ImportanceScore.mean_s == mean_s)
-                & (ImportanceScore.neuron_id < neuron_id)
-            ),
-        )
-    )
-    return int(ahead or 0) + 1
 
 
 def neighbours(

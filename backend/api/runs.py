@@ -7,10 +7,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from backend.store.models import Layer, Run
+from backend.store.queries import run_neurons
 
 from .deps import DbDep, RunId
 from .queries import computed_in, get_or_404, layer_out, run_snapshots, run_summary, snapshot_counts
-from .schemas import ErrorOut, LayerOut, RunOut, RunSummaryOut, SnapshotOut
+from .schemas import ErrorOut, LayerOut, RunNeuronsOut, RunOut, RunSummaryOut, SnapshotOut
 
 router = APIRouter(tags=["runs"])
 
@@ -74,5 +75,27 @@ def list_layers(run_id: RunId, db: DbDep) -> list[LayerOut]:
         get_or_404(session, Run, run_id, "run")
         layers = session.scalars(select(Layer).where(Layer.run_id == run_id).order_by(Layer.idx))
         return [layer_out(layer) for layer in layers]
+
+    return db.read(q)
+
+
+@router.get(
+    "/runs/{run_id}/neurons",
+    response_model=RunNeuronsOut,
+    responses={404: {"model": ErrorOut}},
+    summary="Every neuron of a run: id, layer index, channel",
+)
+def list_neurons(run_id: RunId, db: DbDep) -> RunNeuronsOut:
+    """The run's neurons as parallel columns in (layer index, channel) order, so that a client can name the
+    points of any snapshot (`neuron_id` → layer and channel) and find a neuron by layer and channel."""
+
+    def q(session: Session) -> RunNeuronsOut:
+        table = run_neurons(session, run_id)
+        return RunNeuronsOut(
+            run_id=run_id,
+            neuron_id=table.neuron_id.tolist(),
+            layer_idx=table.layer_idx.tolist(),
+            channel=table.channel.tolist(),
+        )
 
     return db.read(q)

@@ -89,6 +89,15 @@ class LayerOut(BaseModel):
     channels: int
 
 
+class RunNeuronsOut(BaseModel):
+    """Every neuron of a run as parallel columns, in (layer index, channel) order."""
+
+    run_id: int
+    neuron_id: list[int]
+    layer_idx: list[int]
+    channel: list[int]
+
+
 # --- spaces and points ----------------------------------------------------------------------------------------
 
 
@@ -139,6 +148,25 @@ class PointsJsonOut(BaseModel):
         description="null where the position is undefined (NaN in the binary form)."
     )
     y: list[float | None]
+
+
+class ConceptsJsonOut(BaseModel):
+    """Each neuron's dominant stimulus class at one snapshot in one space (the JSON twin of the binary format),
+    in the same order as the snapshot's points."""
+
+    space_id: int
+    snapshot_id: int
+    epoch: int
+    n: int
+    k: int = Field(description="Stimuli per neuron in the space.")
+    class_names: list[str] = Field(description="The space's dataset's class names, indexed by `class_idx`.")
+    neuron_id: list[int]
+    class_idx: list[int] = Field(
+        description="The class most of the neuron's stimuli belong to (ties: the lower index); -1 without stimuli."
+    )
+    share: list[float] = Field(
+        description="That class's count over the neuron's number of stimuli (0 for -1)."
+    )
 
 
 # --- neurons and patches --------------------------------------------------------------------------------------
@@ -258,6 +286,19 @@ class NeuronImportanceOut(BaseModel):
     score: float
     mean_s: float
     rank: int
+    total: int = Field(description="Neurons in that computation's ranking (`rank / total` ≤ 0.1: top 10 %).")
+
+
+class ImportanceScoresOut(BaseModel):
+    """Every scored neuron of one importance computation, column-wise, best first (for colouring a map)."""
+
+    importance: ImportanceOut
+    neuron_id: list[int]
+    score: list[float] = Field(description="I_n: fraction of the class's images with S_n(x) > 0.")
+    mean_s: list[float] = Field(description="Mean of S_n(x) over the class's images.")
+    rank: list[int] = Field(
+        description="1 = most important (score, then mean_s, descending; ties by neuron id ascending)."
+    )
 
 
 class RankedNeuronOut(BaseModel):

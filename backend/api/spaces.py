@@ -1,27 +1,34 @@
-"""Spaces and the points of one snapshot in one space (binary or JSON, cacheable)."""
+"""Spaces, and the points and concept labels of one snapshot in one space (binary or JSON, cacheable)."""
 
 from __future__ import annotations
 
 import json
-from typing import Annotated, Literal
+from collections.abc import Callable
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query, Response
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from backend.store.models import Snapshot, Space, SpaceSnapshot
+from backend.store.queries import SnapshotConcepts, snapshot_concepts
 
 from .deps import DbDep, SnapshotId, SpaceId
 from .points import (
+    CONCEPT_COLUMNS,
+    CONCEPTS_FORMAT_DOC,
     POINTS_FORMAT_DOC,
+    content_etag,
+    encode_columns,
     encode_points,
     etag_matches,
     finite_or_none,
+    pack_columns,
     points_etag,
     unpack_columns,
 )
-from .queries import get_or_404, points_blob
-from .schemas import ErrorOut, PointsJsonOut, SpaceOut, SpaceSnapshotOut, SpaceSummaryOut
+from .queries import get_or_404, not_computed, points_blob, snapshot_in_space
+from .schemas import ConceptsJsonOut, ErrorOut, PointsJsonOut, SpaceOut, SpaceSnapshotOut, SpaceSummaryOut
 from .settings import IMMUTABLE_CACHE_CONTROL
 
 router = APIRouter(tags=["spaces"])
@@ -94,6 +101,52 @@ def get_space(space_id: SpaceId, db: DbDep) -> SpaceOut:
     return db.read(q)
 
 
+def _columns_response(
+    etag: str,
+    if_none_match: str | None,
+    format: str,
+    json_payload: Callable[[], dict[str, object]],
+    binary_body: Callable[[], bytes],
+) -> Response:
+    """The answer of a columnar endpoint: 304 when ``If-None-Match`` matches, else JSON or binary.
+
+    Computed columns never change, so both forms are immutable; the JSON form has its own ETag.
+
+    Args:
+        etag: the strong ETag of the binary form.
+        if_none_match: the request's ``If-None-Match`` header.
+        format: ``binary`` or ``json``.
+        json_payload: builds the JSON twin (called only when it is sent).
+        binary_body: builds the binary body (called only when it is sent).
+    """
+    if format == "json":
+        etag = etag[:-1] + '-json"'
+    headers = {"ETag": etag, "Cache-Control": IMMUTABLE_CACHE_CONTROL, "Vary": "Accept-Encoding"}
+    if etag_matches(if_none_match, etag):
+        return Response(status_code=304, headers=headers)
+    if format == "json":
+        return Response(
+            json.dumps(json_payload(), separators=(",", ":"), allow_nan=False),
+            media_type="application/json",
+            headers=headers,
+        )
+    return Response(binary_body(), media_type="application/octet-stream", headers=headers)
+
+
+#: The documented answers of a columnar endpoint (points, concepts).
+COLUMNAR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+        "description": "Binary columns (default) or JSON (`?format=json`).",
+    },
+    304: {"description": "Not modified (`If-None-Match` matched the ETag)."},
+    404: {"model": ErrorOut, "description": "Unknown space or snapshot, or snapshot not computed there."},
+}
+
+
+FormatQuery = Annotated[Literal["binary", "json"], Query(description="Body encoding.")]
+IfNoneMatch = Annotated[str | None, Header(max_length=1024)]
+
 POINTS_DESCRIPTION = f"""\
 All neurons of one snapshot in one space: neuron id, layer index and 2-D position.
 
@@ -108,14 +161,7 @@ strong `ETag` and `Cache-Control: {IMMUTABLE_CACHE_CONTROL}`; a request with a m
 @router.get(
     "/spaces/{space_id}/snapshots/{snapshot_id}/points",
     response_model=PointsJsonOut,
-    responses={
-        200: {
-            "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
-            "description": "Binary columns (default) or JSON (`?format=json`).",
-        },
-        304: {"description": "Not modified (`If-None-Match` matched the ETag)."},
-        404: {"model": ErrorOut, "description": "Unknown space or snapshot, or snapshot not computed there."},
-    },
+    responses=COLUMNAR_RESPONSES,
     summary="Points of one snapshot in one space",
     description=POINTS_DESCRIPTION,
 )
@@ -123,21 +169,16 @@ def get_points(
     space_id: SpaceId,
     snapshot_id: SnapshotId,
     db: DbDep,
-    format: Annotated[Literal["binary", "json"], Query(description="Body encoding.")] = "binary",
-    if_none_match: Annotated[str | None, Header(max_length=1024)] = None,
+    format: FormatQuery = "binary",
+    if_none_match: IfNoneMatch = None,
 ) -> Response:
     """See the description; returns a raw response so the binary body is not re-encoded."""
 
     blob, epoch = db.read(lambda s: points_blob(s, space_id, snapshot_id))
-    etag = points_etag(blob, space_id=space_id, snapshot_id=snapshot_id, epoch=epoch)
-    if format == "json":
-        etag = etag[:-1] + '-json"'
-    headers = {"ETag": etag, "Cache-Control": IMMUTABLE_CACHE_CONTROL, "Vary": "Accept-Encoding"}
-    if etag_matches(if_none_match, etag):
-        return Response(status_code=304, headers=headers)
-    if format == "json":
+
+    def as_json() -> dict[str, object]:
         cols = unpack_columns(blob)
-        payload = {
+        return {
             "space_id": space_id,
             "snapshot_id": snapshot_id,
             "epoch": epoch,
@@ -147,10 +188,73 @@ def get_points(
             "x": finite_or_none(cols["x"]),
             "y": finite_or_none(cols["y"]),
         }
-        return Response(
-            json.dumps(payload, separators=(",", ":"), allow_nan=False),
-            media_type="application/json",
-            headers=headers,
-        )
-    body = encode_points(blob, space_id=space_id, snapshot_id=snapshot_id, epoch=epoch)
-    return Response(body, media_type="application/octet-stream", headers=headers)
+
+    return _columns_response(
+        points_etag(blob, space_id=space_id, snapshot_id=snapshot_id, epoch=epoch),
+        if_none_match,
+        format,
+        as_json,
+        lambda: encode_points(blob, space_id=space_id, snapshot_id=snapshot_id, epoch=epoch),
+    )
+
+
+CONCEPTS_DESCRIPTION = f"""\
+Concept labels for the map: for every neuron of one snapshot in one space, in the same order as its points,
+the class most of the neuron's k stimuli belong to (`class_idx`, ties → the lower index, -1 when it has no
+stimuli) and that class's share of its stimuli (`share`, 0–1). Class names are those of the space's dataset.
+
+By default the body is compact binary (`application/octet-stream`), laid out like the points.
+{CONCEPTS_FORMAT_DOC}
+
+`?format=json` gives the same fields as JSON. Like the points, the answer is immutable (strong `ETag`,
+`Cache-Control: {IMMUTABLE_CACHE_CONTROL}`, 304 on a matching `If-None-Match`). A snapshot not (yet) computed in
+the space is a 404 (enqueue an `add_snapshot` job).
+"""
+
+
+@router.get(
+    "/spaces/{space_id}/snapshots/{snapshot_id}/concepts",
+    response_model=ConceptsJsonOut,
+    responses=COLUMNAR_RESPONSES,
+    summary="Dominant stimulus class of each neuron of one snapshot in one space",
+    description=CONCEPTS_DESCRIPTION,
+)
+def get_concepts(
+    space_id: SpaceId,
+    snapshot_id: SnapshotId,
+    db: DbDep,
+    format: FormatQuery = "binary",
+    if_none_match: IfNoneMatch = None,
+) -> Response:
+    """See the description; returns a raw response so the binary body is not re-encoded."""
+
+    def q(session: Session) -> SnapshotConcepts:
+        found = snapshot_concepts(session, space_id, snapshot_id)
+        if found is None:
+            _, snapshot = snapshot_in_space(session, space_id, snapshot_id)
+            raise not_computed(space_id, snapshot)
+        return found
+
+    c = db.read(q)
+    block = pack_columns(CONCEPT_COLUMNS, (c.neuron_id, c.class_idx, c.share))
+    fields = {
+        "space_id": space_id,
+        "snapshot_id": snapshot_id,
+        "epoch": c.epoch,
+        "k": c.k,
+        "class_names": c.class_names,
+    }
+    identity = json.dumps(fields, separators=(",", ":"))  # class names and k are part of the answer too
+    return _columns_response(
+        content_etag(f"concepts:{identity}:", block),
+        if_none_match,
+        format,
+        lambda: {
+            **fields,
+            "n": len(c.neuron_id),
+            "neuron_id": c.neuron_id.tolist(),
+            "class_idx": c.class_idx.tolist(),
+            "share": c.share.tolist(),
+        },
+        lambda: encode_columns(block, n=len(c.neuron_id), columns=CONCEPT_COLUMNS, **fields),
+    )

@@ -9,14 +9,16 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
+from itertools import chain
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, Select, func, select
 from sqlalchemy.orm import Session
 
-from backend.store.blobs import unpack_f32, unpack_i32
+from backend.store.blobs import unpack_f32, unpack_i32, unpack_points
 from backend.store.errors import NotFoundError
 from backend.store.models import (
     Dataset,
@@ -125,6 +127,50 @@ class ImportanceRanking:
     offset: int = 0
     snapshot_from: int | None = None
     snapshot_to: int | None = None
+
+
+@dataclass(frozen=True)
+class ImportanceScores:
+    """Every scored neuron of one importance computation, best first (see :func:`ranking_of` for the order).
+
+    ``rank`` is 1-based: ``rank[i] == i + 1``; spelled out so that a client can index by neuron.
+    """
+
+    importance_id: int
+    neuron_id: npt.NDArray[np.int64]
+    score: npt.NDArray[np.float64]
+    mean_s: npt.NDArray[np.float64]
+    rank: npt.NDArray[np.int64]
+
+
+@dataclass(frozen=True)
+class NeuronImportance:
+    """A neuron's score in one importance computation, its 1-based rank there and the ranking's length."""
+
+    importance: Importance
+    score: float
+    mean_s: float
+    rank: int
+    total: int
+
+
+@dataclass(frozen=True)
+class SnapshotConcepts:
+    """The dominant stimulus class of every neuron of a snapshot in a space, in the points blob's order.
+
+    ``class_idx[i]`` is the class most of neuron ``neuron_id[i]``'s stimuli belong to (ties → the lower class
+    index; -1 when it has no stimuli with a known label), ``share[i]`` that class's count over the neuron's
+    number of stimuli (0 for -1). ``k`` is the space's stimuli per neuron.
+    """
+
+    space_id: int
+    snapshot_id: int
+    epoch: int
+    k: int
+    class_names: list[str]
+    neuron_id: npt.NDArray[np.int32]
+    class_idx: npt.NDArray[np.int32]
+    share: npt.NDArray[np.float32]
 
 
 @dataclass(frozen=True)
@@ -260,7 +306,8 @@ def run_neurons(session: Session, run_id: int) -> NeuronTable:
         .where(Layer.run_id == run_id)
         .order_by(Layer.idx, Neuron.channel)
     ).all()
-    arr = np.array(rows, dtype=np.int64).reshape(-1, 3)
+    # np.fromiter over the flattened tuples: np.array over SQLAlchemy Row objects takes ~25x longer.
+    arr = np.fromiter(chain.from_iterable(rows), dtype=np.int64, count=3 * len(rows)).reshape(-1, 3)
     return NeuronTable(arr[:, 0].copy(), arr[:, 1].astype(np.int32), arr[:, 2].astype(np.int32))
 
 
@@ -417,6 +464,170 @@ def trajectory(session: Session, space_id: int, neuron_id: int) -> list[Trajecto
 
 
 # --------------------------------------------------------------------------------------------------
+# concept labels: the dominant class of each neuron's stimuli
+_LABELS_CACHE: OrderedDict[tuple[str, int, int], npt.NDArray[np.int32]] = OrderedDict()
+_LABELS_LOCK = threading.Lock()
+_LABELS_MAX_DATASETS = 4
+
+#: Upper bound of the (neurons × classes) count matrix built at once; larger snapshots are counted in chunks
+#: so that 100k neurons × 1,000 classes never needs gigabytes.
+_MAX_COUNT_CELLS = 1 << 22
+
+
+def dataset_labels(session: Session, dataset_id: int, n_images: int) -> npt.NDArray[np.int32]:
+    """The label of every image of a dataset as an array indexed by image idx (-1 where no image has the idx).
+
+    Cached per (database, dataset, image count): a registered dataset's images never change (registering
+    the same name with other images is refused), so the ``images`` table is read once per process.
+
+    Args:
+        session: an open session.
+        dataset_id: the dataset.
+        n_images: its ``Dataset.n_images`` (part of the cache key, and the array's length).
+
+    Returns:
+        int32 array of length ``n_images`` (or longer, if some idx is ≥ n_images).
+    """
+    key = (str(session.get_bind().engine.url), dataset_id, n_images)
+    with _LABELS_LOCK:
+        hit = _LABELS_CACHE.get(key)
+        if hit is not None:
+            _LABELS_CACHE.move_to_end(key)
+            return hit
+    rows = _driver_rows(session, select(Image.idx, Image.label).where(Image.dataset_id == dataset_id))
+    pairs = np.fromiter(chain.from_iterable(rows), dtype=np.int64, count=2 * len(rows)).reshape(-1, 2)
+    size = max(n_images, int(pairs[:, 0].max()) + 1 if len(pairs) else 0)
+    labels = np.full(size, -1, dtype=np.int32)
+    labels[pairs[:, 0]] = pairs[:, 1]
+    labels.setflags(write=False)  # shared by every caller through the cache
+    with _LABELS_LOCK:
+        _LABELS_CACHE[key] = labels
+        while len(_LABELS_CACHE) > _LABELS_MAX_DATASETS:
+            _LABELS_CACHE.popitem(last=False)
+    return labels
+
+
+def dominant_labels(
+    lengths: npt.NDArray[np.integer], stimulus_labels: npt.NDArray[np.integer], n_classes: int
+) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.float32]]:
+    """For rows of variable length laid end to end, the most frequent label of each row and its share.
+
+    Args:
+        lengths: (n,) number of stimuli of each row; ``stimulus_labels`` holds ``lengths.sum()`` values.
+        stimulus_labels: each stimulus's class, row after row; values outside ``0..n_classes-1`` (an unknown
+            image) count in the row's length but for no class.
+        n_classes: number of classes.
+
+    Returns:
+        ``(class_idx int32 (n,), share float32 (n,))``: ties go to the lower class index (``argmax`` takes the
+        first maximum); a row with no counted stimulus gets class -1 and share 0.
+    """
+    lengths = np.asarray(lengths, dtype=np.int64)
+    labels = np.asarray(stimulus_labels, dtype=np.int64)
+    n = len(lengths)
+    bins = n_classes + 1  # the last bin collects unknown labels, so they never win
+    labels = np.where((labels >= 0) & (labels < n_classes), labels, n_classes)
+    offsets = np.concatenate(([0], np.cumsum(lengths)))
+    best = np.zeros(n, dtype=np.int64)
+    count = np.zeros(n, dtype=np.int64)
+    step = max(1, _MAX_COUNT_CELLS // bins)
+    for lo in range(0, n, step):
+        hi = min(n, lo + step)
+        rows = np.repeat(np.arange(hi - lo, dtype=np.int64), lengths[lo:hi])
+        counts = np.bincount(
+            rows * bins + labels[offsets[lo] : offsets[hi]], minlength=(hi - lo) * bins
+        ).reshape(hi - lo, bins)[:, :n_classes]
+        best[lo:hi] = counts.argmax(axis=1) if n_classes else 0
+        count[lo:hi] = counts.max(axis=1) if n_classes else 0
+    empty = count == 0
+    share = np.divide(count, lengths, out=np.zeros(n, dtype=np.float64), where=~empty)
+    return np.where(empty, -1, best).astype(np.int32), share.astype(np.float32)
+
+
+def snapshot_concepts(session: Session, space_id: int, snapshot_id: int) -> SnapshotConcepts | None:
+    """Each neuron's dominant stimulus class (see :class:`SnapshotConcepts`), in the order of the packed
+    ``points`` blob of (space, snapshot); None if the snapshot is not computed in the space.
+
+    Vectorised: one read of the stimuli blobs, one label array per dataset (cached), one ``bincount``.
+    """
+    row = session.execute(
+        select(
+            SpaceSnapshot.points,
+            Snapshot.epoch,
+            Space.params,
+            Dataset.id,
+            Dataset.n_images,
+            Dataset.class_names,
+        )
+        .join(Snapshot, Snapshot.id == SpaceSnapshot.snapshot_id)
+        .join(Space, Space.id == SpaceSnapshot.space_id)
+        .join(Dataset, Dataset.id == Space.dataset_id)
+        .where(SpaceSnapshot.space_id == space_id, SpaceSnapshot.snapshot_id == snapshot_id)
+    ).first()
+    if row is None:
+        return None
+    points, epoch, params, dataset_id, n_images, class_names = row
+    order = unpack_points(points).neuron_id
+    labels = dataset_labels(session, dataset_id, n_images)
+    state_ids, lengths, stimuli = _stimuli_by_neuron(session, space_id, snapshot_id)
+    valid = (stimuli >= 0) & (stimuli < len(labels))
+    stimulus_labels = np.where(valid, labels[np.where(valid, stimuli, 0)], -1)
+    names = list(class_names or [])
+    best, share = dominant_labels(lengths, stimulus_labels, len(names))
+    # Neuron states come sorted by neuron id; the points blob has its own order: map one onto the other.
+    class_idx = np.full(len(order), -1, dtype=np.int32)
+    shares = np.zeros(len(order), dtype=np.float32)
+    if len(state_ids):
+        pos = np.searchsorted(state_ids, order).clip(max=len(state_ids) - 1)
+        found = state_ids[pos] == order
+        class_idx[found] = best[pos[found]]
+        shares[found] = share[pos[found]]
+    k = (params or {}).get("k")
+    return SnapshotConcepts(
+        space_id=space_id,
+        snapshot_id=snapshot_id,
+        epoch=int(epoch),
+        k=int(k) if isinstance(k, int) else int(lengths.max(initial=0)),
+        class_names=names,
+        neuron_id=order,
+        class_idx=class_idx,
+        share=shares,
+    )
+
+
+def _stimuli_by_neuron(
+    session: Session, space_id: int, snapshot_id: int
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int32]]:
+    """``(neuron ids ascending, stimuli per neuron, all stimuli end to end)`` of (space, snapshot)."""
+    rows = _driver_rows(
+        session,
+        select(NeuronState.neuron_id, NeuronState.stimuli)
+        .where(NeuronState.space_id == space_id, NeuronState.snapshot_id == snapshot_id)
+        .order_by(NeuronState.neuron_id),
+    )
+    ids = np.fromiter(map(itemgetter(0), rows), dtype=np.int64, count=len(rows))
+    blobs = list(map(itemgetter(1), rows))
+    lengths = np.fromiter(map(len, blobs), dtype=np.int64, count=len(blobs)) // 4
+    return ids, lengths, unpack_i32(b"".join(blobs))
+
+
+def _driver_rows(session: Session, stmt: Select[Any]) -> list[tuple[Any, ...]]:
+    """The rows of a plain select (no expanding ``IN``) as the DB-API driver returns them, in the session's
+    transaction. For 100k small rows SQLAlchemy's per-row objects cost as much again as the read itself;
+    blobs come back as bytes-like objects (``bytes``, or ``memoryview`` on psycopg2)."""
+    conn = session.connection()
+    compiled = stmt.compile(dialect=conn.dialect)
+    params = compiled.params
+    args = [params[key] for key in compiled.positiontup or ()] if compiled.positional else params
+    cursor = conn.connection.cursor()
+    try:
+        cursor.execute(str(compiled), args)
+        return list(cursor.fetchall())
+    finally:
+        cursor.close()
+
+
+# --------------------------------------------------------------------------------------------------
 # nearest neighbours, cached per (database, space) and validated by the space's computed-snapshot token
 _NN_CACHE: OrderedDict[tuple[str, int], tuple[Any, npt.NDArray[np.int64], npt.NDArray[np.float32]]] = (
     OrderedDict()
@@ -520,6 +731,78 @@ def importance_ranking(
     return None if imp is None else ranking_of(session, imp, limit, offset, layer_idx)
 
 
+#: The ranking order of an importance computation — the ONE place it is spelled: I_n desc, then mean S desc,
+#: then neuron id asc. :func:`_ranked_ahead` is the same rule as a predicate.
+RANKING_ORDER = (ImportanceScore.score.desc(), ImportanceScore.mean_s.desc(), ImportanceScore.neuron_id)
+
+
+def _ranked_ahead(score: float, mean_s: float, neuron_id: int) -> ColumnElement[bool]:
+    """Score rows that :data:`RANKING_ORDER` puts before the row ``(score, mean_s, neuron_id)``."""
+    return (
+        (ImportanceScore.score > score)
+        | ((ImportanceScore.score == score) & (ImportanceScore.mean_s > mean_s))
+        | (
+            (ImportanceScore.score == score)
+            & (ImportanceScore.mean_s == mean_s)
+            & (ImportanceScore.neuron_id < neuron_id)
+        )
+    )
+
+
+def importance_scores(session: Session, imp: Importance) -> ImportanceScores:
+    """Every scored neuron of an importance computation at once, best first, with its 1-based rank
+    (the whole ranking of :func:`ranking_of`, without patches: for colouring a map)."""
+    rows = session.execute(
+        select(ImportanceScore.neuron_id, ImportanceScore.score, ImportanceScore.mean_s)
+        .where(ImportanceScore.importance_id == imp.id)
+        .order_by(*RANKING_ORDER)
+    ).all()
+    n = len(rows)
+    return ImportanceScores(
+        importance_id=imp.id,
+        neuron_id=np.fromiter((r[0] for r in rows), dtype=np.int64, count=n),
+        score=np.fromiter((r[1] for r in rows), dtype=np.float64, count=n),
+        mean_s=np.fromiter((r[2] for r in rows), dtype=np.float64, count=n),
+        rank=np.arange(1, n + 1, dtype=np.int64),
+    )
+
+
+def neuron_importances(session: Session, neuron_id: int) -> list[NeuronImportance]:
+    """Every importance computation that scored a neuron (by epochs, then class), with the neuron's 1-based
+    rank there and the number of neurons ranked (so a client can tell the top 10 %)."""
+    _neuron_identity(session, neuron_id)
+    rows = session.execute(
+        select(Importance, ImportanceScore.score, ImportanceScore.mean_s)
+        .join(ImportanceScore, ImportanceScore.importance_id == Importance.id)
+        .where(ImportanceScore.neuron_id == neuron_id)
+        .order_by(Importance.epoch_from, Importance.epoch_to, Importance.class_idx, Importance.id)
+    ).all()
+    totals = _ranking_totals(session, [imp.id for imp, _, _ in rows])
+    out: list[NeuronImportance] = []
+    for imp, score, mean_s in rows:
+        ahead = session.scalar(
+            select(func.count())
+            .select_from(ImportanceScore)
+            .where(ImportanceScore.importance_id == imp.id, _ranked_ahead(score, mean_s, neuron_id))
+        )
+        out.append(
+            NeuronImportance(imp, float(score), float(mean_s), int(ahead or 0) + 1, totals.get(imp.id, 0))
+        )
+    return out
+
+
+def _ranking_totals(session: Session, importance_ids: list[int]) -> dict[int, int]:
+    """Number of scored neurons of each importance computation."""
+    if not importance_ids:
+        return {}
+    rows = session.execute(
+        select(ImportanceScore.importance_id, func.count())
+        .where(ImportanceScore.importance_id.in_(sorted(set(importance_ids))))
+        .group_by(ImportanceScore.importance_id)
+    ).all()
+    return {int(i): int(n) for i, n in rows}
+
+
 def ranking_of(
     session: Session, imp: Importance, limit: int = 50, offset: int = 0, layer_idx: int | None = None
 ) -> ImportanceRanking:
@@ -540,7 +823,7 @@ def ranking_of(
         joined.add_columns(
             ImportanceScore.score, ImportanceScore.mean_s, Layer.idx, Layer.name, Neuron.channel
         )
-        .order_by(ImportanceScore.score.desc(), ImportanceScore.mean_s.desc(), ImportanceScore.neuron_id)
+        .order_by(*RANKING_ORDER)
         .limit(max(0, limit))
         .offset(max(0, offset))
     ).all()

@@ -13,7 +13,7 @@ from PIL import Image
 from worker.demo.runs import DEMO_RUNS, train_demo_runs
 from worker.errors import ConceptEvoError
 from worker.models.checkpoints import discover_epochs, load_model, read_checkpoint
-from worker.training import TrainConfig, _balanced_subset, is_complete, train
+from worker.training import TrainConfig, _balanced_subset, checkpoint_path, is_complete, train
 
 COLOURS = [(220, 40, 30), (30, 200, 40), (40, 60, 220)]
 
@@ -182,3 +182,25 @@ def test_train_demo_runs_skips_complete_runs(tiny_root, tmp_path, monkeypatch):
     assert (tmp_path / "healthy" / "epoch_001.pt").stat().st_mtime_ns == stamp
     with pytest.raises(ConceptEvoError, match="unknown demo run 'nope'"):
         train_demo_runs(tiny_root, tmp_path, names=["nope"])
+
+
+def test_on_epoch_sees_each_entry_once_written_and_can_stop_the_run(tiny_root, tmp_path):
+    seen: list[tuple[dict, bool]] = []
+
+    def on_epoch(entry: dict) -> None:
+        seen.append((entry, checkpoint_path(tmp_path / "a", entry["epoch"]).is_file()))
+
+    history = train(tiny_config(epochs=2), tiny_root, tmp_path / "a", progress=False, on_epoch=on_epoch)
+    assert [entry for entry, _ in seen] == history and [e["epoch"] for e in history] == [0, 1, 2]
+    assert all(written for _, written in seen)
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_one(entry: dict) -> None:
+        if entry["epoch"] == 1:
+            raise Stop
+
+    with pytest.raises(Stop):
+        train(tiny_config(epochs=2), tiny_root, tmp_path / "b", progress=False, on_epoch=stop_after_one)
+    assert not is_complete(tmp_path / "b") and not (tmp_path / "b" / "epoch_002.pt").exists()

@@ -89,7 +89,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -591,26 +591,36 @@ def _existing(out: Path, seed: int, size: str, started: float) -> DemoDataSummar
 
 
 def _records(
-    tasks: Sequence[tuple[str, int, str, int, int]], workers: int, progress: bool
+    tasks: Sequence[tuple[str, int, str, int, int]],
+    workers: int,
+    progress: bool,
+    on_image: Callable[[int, int], None] | None = None,
 ) -> Iterator[dict[str, Any]]:
-    """Write every image, yielding its record in task order."""
+    """Write every image, yielding its record in task order; ``on_image(done, total)`` after each one."""
     bar = None
     if progress:
         from tqdm import tqdm
 
         bar = tqdm(total=len(tasks), desc="demo images", unit="img")
+    done = 0
+
+    def tick() -> None:
+        nonlocal done
+        done += 1
+        if bar is not None:
+            bar.update(1)
+        if on_image is not None:
+            on_image(done, len(tasks))
+
     try:
         if workers <= 1:
-            results: Iterator[dict[str, Any]] = map(_write_one, tasks)
-            for record in results:
-                if bar is not None:
-                    bar.update(1)
+            for record in map(_write_one, tasks):
+                tick()
                 yield record
         else:
             with multiprocessing.get_context("spawn").Pool(workers) as pool:
                 for record in pool.imap(_write_one, tasks, chunksize=64):
-                    if bar is not None:
-                        bar.update(1)
+                    tick()
                     yield record
     finally:
         if bar is not None:
@@ -623,6 +633,7 @@ def generate_demo_data(
     seed: int = 0,
     progress: bool = False,
     workers: int = 1,
+    on_image: Callable[[int, int], None] | None = None,
 ) -> DemoDataSummary:
     """Generate the demo ImageFolder and its ground-truth attributes (idempotent).
 
@@ -640,6 +651,9 @@ def generate_demo_data(
         workers: processes that render images (1 = in this process); the output does not depend on it.
             More than 1 uses a ``spawn`` pool, so the calling program must guard its entry point with
             ``if __name__ == "__main__"`` (console scripts and pytest do).
+        on_image: called as ``on_image(done, total)`` after each image is written (e.g. a job's progress);
+            not called when an existing set is reused. An exception it raises stops the generation, and the
+            partial directory is removed.
 
     Returns:
         A :class:`DemoDataSummary`.
@@ -673,7 +687,7 @@ def generate_demo_data(
         jobs = _jobs(size)
         tasks = [(str(tmp), seed, split, class_index, index) for split, class_index, index in jobs]
         logger.info("generating %d demo images (size %s, seed %d) into %s", len(tasks), size, seed, out)
-        images = list(_records(tasks, workers, progress))
+        images = list(_records(tasks, workers, progress, on_image))
         n_train, n_val = SIZES[size]
         data = {
             "generator_version": GENERATOR_VERSION,

@@ -24,6 +24,7 @@ from backend.store import (
     list_space_snapshots,
 )
 from worker.demo.runs import DEMO_RUNS
+from worker.demo.world import demo_world_ready as demo_world_ready  # re-exported: tests and callers use it
 from worker.engine.milestones import epochs_at_milestones
 from worker.jobs.priorities import PRIORITY
 from worker.registration import add_dataset, add_run
@@ -44,15 +45,6 @@ class DemoPlan:
     queued: list[int] = field(default_factory=list)
     existing: list[int] = field(default_factory=list)
     already_done: int = 0
-
-
-def demo_world_ready(root: Path) -> bool:
-    """The demo dataset and every demo run are completely written under ``root``."""
-    from worker.training import is_complete
-
-    return (root / "dataset" / "attributes.json").exists() and all(
-        is_complete(root / "runs" / name) for name in DEMO_RUNS
-    )
 
 
 def register_demo(store: Store, root: Path) -> list[str]:
@@ -76,9 +68,12 @@ def enqueue_demo_jobs(store: Store, root: Path) -> DemoPlan:
         built = space is not None and bool(space.reducer)
         space_id = space.id if built else None
         computed = {snap.id for _row, snap in list_space_snapshots(session, space_id)} if built else set()
-        stages_done = set(
-            session.execute(select(Importance.run_id, Importance.epoch_from, Importance.epoch_to)).tuples()
-        )
+        stages_done = {
+            (run_id, start, end)
+            for run_id, start, end in session.execute(
+                select(Importance.run_id, Importance.epoch_from, Importance.epoch_to)
+            )
+        }
 
     jobs: list[tuple[str, dict]] = []
     if not built:

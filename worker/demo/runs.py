@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +73,7 @@ def train_demo_runs(
     names: list[str] | None = None,
     seed: int = 0,
     progress: bool = True,
+    on_epoch: Callable[[str, dict[str, Any]], None] | None = None,
 ) -> dict[str, list[dict[str, Any]]]:
     """Train the demo runs into ``runs_root/<name>``, skipping runs already complete there.
 
@@ -80,6 +83,8 @@ def train_demo_runs(
         names: which runs (default: all of :data:`DEMO_RUNS`, in order).
         seed: training seed of every run.
         progress: show progress bars.
+        on_epoch: called as ``on_epoch(run name, history entry)`` after each epoch that is trained (see
+            :func:`worker.training.train`); not called for a skipped run.
 
     Returns:
         Run name → its history (read back from ``history.json`` for a skipped run).
@@ -100,7 +105,15 @@ def train_demo_runs(
             logger.info("demo run %s already complete in %s; skipped", name, out_dir)
             results[name] = json.loads((out_dir / "history.json").read_text())
             continue
-        results[name] = train(config, dataset_root, out_dir, progress=progress, overwrite=True, name=name)
+        results[name] = train(
+            config,
+            dataset_root,
+            out_dir,
+            progress=progress,
+            overwrite=True,
+            name=name,
+            on_epoch=None if on_epoch is None else partial(on_epoch, name),
+        )
     return results
 
 

@@ -137,3 +137,19 @@ def test_validation(client: TestClient) -> None:
     )
     assert client.get("/api/jobs/999999").json() == {"detail": "job 999999 not found"}
     assert client.delete("/api/jobs/999999").status_code == 404
+
+
+def test_demo_params_are_the_workers_with_defaults_filled_in(client: TestClient) -> None:
+    """``size`` and ``seed`` reach the job always spelled out, as ``conceptevo demo`` queues them."""
+    created = client.post("/api/jobs", json={"kind": "demo"})
+    assert created.status_code == 201
+    job = created.json()
+    assert (job["kind"], job["params"], job["priority"]) == ("demo", {"size": "default", "seed": 0}, 0)
+    same = client.post("/api/jobs", json={"kind": "demo", "params": {"size": "default", "seed": 0}})
+    assert (same.status_code, same.json()["id"]) == (200, job["id"])
+    small = client.post("/api/jobs", json={"kind": "demo", "params": {"size": "small", "seed": 7}})
+    assert small.status_code == 201 and small.json()["params"] == {"size": "small", "seed": 7}
+    for params in ({"size": "huge"}, {"seed": -1}, {"seed": "1"}, {"size": "small", "seed": 1.5}):
+        assert client.post("/api/jobs", json={"kind": "demo", "params": params}).status_code == 422, params
+    for job_id in (job["id"], small.json()["id"]):
+        assert client.delete(f"/api/jobs/{job_id}").status_code == 200

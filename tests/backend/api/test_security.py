@@ -14,7 +14,7 @@ from sqlalchemy.exc import OperationalError
 
 from backend.api.db import DatabaseBusy, Db, is_busy_error
 from backend.api.settings import Settings
-from backend.serve import exposure_warning, is_loopback
+from backend.serve import exposure_warning, is_loopback, page_url
 from backend.store.config import open_store
 
 from .conftest import World
@@ -216,3 +216,11 @@ def test_concurrent_readers_with_writer_threads(client: TestClient, world: World
         t.join(60)
     assert errors == []
     logging.getLogger(__name__).info("concurrent readers ok")
+
+
+def test_page_url_of_a_bind_address() -> None:
+    assert page_url("127.0.0.1", 8000) == "http://127.0.0.1:8000/"
+    assert page_url("0.0.0.0", 80) == "http://127.0.0.1:80/"
+    assert page_url("::", 8000) == "http://127.0.0.1:8000/"
+    assert page_url("::1", 8000) == "http://[::1]:8000/"
+    assert page_url("localhost", 9) == "http://localhost:9/"
