@@ -1,6 +1,6 @@
 /**
  * Export what the user sees: the map as a PNG (drawn afresh at 2× with its labels and legend), the visible
- * points or a ranking as CSV, a chart as a standalone SVG.
+ * points or a ranking as CSV; a chart as a standalone SVG (its document: charts/health.ts).
  */
 
 import type { Points } from "./api/columns";
@@ -95,24 +95,6 @@ function drawLegend(ctx: CanvasRenderingContext2D, legend: Legend, x: number, y:
     ctx.fillText(legend.high, x + w, y + 32);
     ctx.textAlign = "left";
   }
-}
-
-/** A chart's SVG as a standalone file: the computed styles of its elements inlined. */
-export function downloadSvg(filename: string, svg: SVGSVGElement): void {
-  const clone = svg.cloneNode(true) as SVGSVGElement;
-  const source = svg.querySelectorAll("*");
-  const target = clone.querySelectorAll("*");
-  const keep = ["fill", "stroke", "stroke-width", "stroke-dasharray", "stroke-opacity", "fill-opacity", "font-size", "font-family", "font-weight", "text-anchor", "dominant-baseline", "opacity"];
-  source.forEach((el, i) => {
-    const computed = getComputedStyle(el);
-    const style = keep.map((k) => `${k}:${computed.getPropertyValue(k)}`).join(";");
-    (target[i] as SVGElement).setAttribute("style", style);
-  });
-  clone.setAttribute("xmlns", "http://www.w3.org/2000/svg");
-  if (!clone.getAttribute("width")) clone.setAttribute("width", String(svg.clientWidth));
-  if (!clone.getAttribute("height")) clone.setAttribute("height", String(svg.clientHeight));
-  const text = new XMLSerializer().serializeToString(clone);
-  download(filename, new Blob([`<?xml version="1.0" encoding="UTF-8"?>\n${text}`], { type: "image/svg+xml" }));
 }
 
 /** What {@link visibleRows} needs of a shown snapshot. */

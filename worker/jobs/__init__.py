@@ -8,6 +8,7 @@ validates (``backend/api/jobs.py``).
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from typing import Any
 
@@ -16,16 +17,27 @@ from worker.jobs.priorities import PRIORITY
 __all__ = ["PRIORITY", "handlers"]
 
 
-def handlers() -> dict[str, Callable[[Any], None]]:
-    """Kind → handler (imported on first use: the handlers pull in torch and the engine)."""
-    from worker.jobs.demo import handle_demo_world
-    from worker.jobs.importance import handle_importance, handle_revert_eval
-    from worker.jobs.space import handle_add_snapshot, handle_build_space
+#: Kind → (module, function) of its handler.
+_HANDLERS: dict[str, tuple[str, str]] = {
+    "demo": ("worker.jobs.demo", "handle_demo_world"),
+    "build_space": ("worker.jobs.space", "handle_build_space"),
+    "add_snapshot": ("worker.jobs.space", "handle_add_snapshot"),
+    "importance": ("worker.jobs.importance", "handle_importance"),
+    "revert_eval": ("worker.jobs.importance", "handle_revert_eval"),
+}
 
-    return {
-        "demo": handle_demo_world,
-        "build_space": handle_build_space,
-        "add_snapshot": handle_add_snapshot,
-        "importance": handle_importance,
-        "revert_eval": handle_revert_eval,
-    }
+
+def _lazy(module: str, name: str) -> Callable[[Any], None]:
+    """A handler that imports its module at its first call: a worker claims its first job (say, the demo's
+    data generation) without paying first for every engine's imports (umap and numba take 20–30 s)."""
+
+    def handler(ctx: Any) -> None:
+        getattr(importlib.import_module(module), name)(ctx)
+
+    handler.__name__ = name
+    return handler
+
+
+def handlers() -> dict[str, Callable[[Any], None]]:
+    """Kind → handler; each handler's module is imported when a job of its kind first runs."""
+    return {kind: _lazy(module, name) for kind, (module, name) in _HANDLERS.items()}

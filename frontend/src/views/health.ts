@@ -9,8 +9,9 @@
 
 import { ApiError, api } from "../api/client";
 import type { EpochMetrics, RunSummary, Space } from "../api/types";
-import { downloadText, drawHealthChart, standaloneSvg, type ChartBand, type ChartHit, type ChartPoint, type ChartRun, type ChartSpec } from "../charts/health";
+import { drawHealthChart, standaloneSvg, type ChartBand, type ChartHit, type ChartPoint, type ChartRun, type ChartSpec } from "../charts/health";
 import { OKABE_ITO } from "../colors";
+import { download } from "../export";
 import { assessRun, isEarlyWarning, type HealthAssessment } from "../health/warning";
 import type { ViewState } from "../state/url";
 import { fmt, h, pct, setChildren } from "../ui/dom";
@@ -343,7 +344,11 @@ export class HealthView implements ViewController {
         type: "button",
         class: "health-export",
         title: `Download this chart as conceptevo-${metric.metric}.svg`,
-        onclick: () => downloadText(standaloneSvg(svg, `${metric.title} — space “${space.name}”`, legend), `conceptevo-${metric.metric}.svg`, "image/svg+xml"),
+        onclick: () =>
+          download(
+            `conceptevo-${metric.metric}.svg`,
+            new Blob([standaloneSvg(svg, `${metric.title} — space “${space.name}”`, legend)], { type: "image/svg+xml" }),
+          ),
       },
       "SVG",
     );

@@ -14,6 +14,7 @@ import { ApiError, api, spriteUrl } from "../api/client";
 import type { ImportanceInfo, ImportanceRanking, ImportanceScores, Job, Layer, RankedNeuron, Run, Snapshot } from "../api/types";
 import { layerHistograms, ScoreHistogram, scoreBins } from "../charts/histogram";
 import { isReversionTable, ReversionChart, type ReversionTable } from "../charts/reversion";
+import { downloadCsv } from "../export";
 import type { ViewState } from "../state/url";
 import { fmt, h, pct, setChildren } from "../ui/dom";
 import type { ViewContext, ViewController } from "./view";
@@ -430,7 +431,33 @@ export class ImportanceView implements ViewController {
           },
           "Colour the map by this ranking",
         ),
+        h(
+          "button",
+          { type: "button", class: "small-button", "data-testid": "export-ranking", title: "Download the whole ranking as CSV", onclick: () => void this.exportRanking(s) },
+          "CSV",
+        ),
       ),
+    );
+  }
+
+  /** The whole ranking (every page) as CSV. */
+  private async exportRanking(s: Shown): Promise<void> {
+    const rows: (string | number)[][] = [];
+    try {
+      for (let offset = 0; ; offset += 1000) {
+        const page = await api.ranking(s.info.id, 1000, offset);
+        for (const r of page.items) rows.push([r.rank, r.neuron_id, r.layer_name, r.channel, r.score, r.mean_s]);
+        if (offset + page.items.length >= page.total || !page.items.length) break;
+      }
+    } catch (err) {
+      this.ctx.showError(err instanceof ApiError ? err.detail : String(err));
+      return;
+    }
+    const cls = (s.info.class_name ?? `class${s.info.class_idx}`).replace(/[^\w.-]+/g, "_");
+    downloadCsv(
+      `conceptevo-importance-${s.run.name}-${cls}-e${s.info.epoch_from}-e${s.info.epoch_to}.csv`,
+      ["rank", "neuron_id", "layer", "channel", "importance", "mean_s"],
+      rows,
     );
   }
 
