@@ -1,8 +1,11 @@
-"""Session-wide fixtures: one small demo world built once per test session, shared by every test."""
+"""Session-wide fixtures: the small demo data set and a tiny trained demo world, each built once per test
+session and shared by every test that asks for it."""
 
 from __future__ import annotations
 
 import os
+from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -19,4 +22,30 @@ def small_demo_dataset(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("demo") / "dataset"
     generate_demo_data(root, size="small", seed=0)
+    return root
+
+
+#: Epochs per demo run in the tiny world: enough for a space, several snapshots per run and one
+#: importance stage, cheap enough to train in seconds on 2 loaded cores.
+TINY_EPOCHS = {"healthy": 3, "high-lr": 2, "overfit": 2}
+
+
+@pytest.fixture(scope="session")
+def tiny_demo_world(tmp_path_factory) -> Path:
+    """A demo world (``dataset/`` + ``runs/<name>``) that :func:`worker.demo.plan.demo_world_ready`
+    accepts: the small demo data and the three demo runs cut to :data:`TINY_EPOCHS` epochs.
+
+    Read-only for tests: point ``$CONCEPTEVO_DATA/demo`` at it with a symlink instead of writing into it.
+    """
+    from worker.demo.generate import generate_demo_data
+    from worker.demo.plan import demo_world_ready
+    from worker.demo.runs import DEMO_RUNS
+    from worker.training import train
+
+    root = tmp_path_factory.mktemp("tiny_demo_world")
+    generate_demo_data(root / "dataset", size="small", seed=0, progress=False)
+    for name, epochs in TINY_EPOCHS.items():
+        config = replace(DEMO_RUNS[name], epochs=epochs)
+        train(config, root / "dataset", root / "runs" / name, progress=False, name=name)
+    assert demo_world_ready(root)
     return root

@@ -11,13 +11,9 @@ import os
 import re
 import shutil
 import signal
-import sqlite3
 import subprocess
-import sys
-import time
 from collections import Counter
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -37,113 +33,14 @@ from backend.store import (
     get_job,
     list_jobs,
     list_space_snapshots,
-    open_store,
     run_neurons,
     snapshot_vectors,
 )
+from tests.datadir import DataDir, copy_database, make_data_dir, wait_exit, wait_for
 from worker.registration import add_run
 
-REPO = Path(__file__).resolve().parents[2]
 CLAIMED = re.compile(r"claimed job (\d+) \((\w+)\)")
 RAN = re.compile(r"job (\d+) (\w+) done in")
-
-
-@dataclass
-class DataDir:
-    """One test's ``$CONCEPTEVO_DATA`` + ``$CONCEPTEVO_DB``, and ways to run ``conceptevo`` against them."""
-
-    root: Path
-    lease_s: float = 60.0
-    logs: list[Path] = field(default_factory=list)
-
-    @property
-    def db(self) -> Path:
-        return self.root / "conceptevo.db"
-
-    def env(self) -> dict[str, str]:
-        env = dict(os.environ)
-        env.update(
-            CONCEPTEVO_DATA=str(self.root),
-            CONCEPTEVO_DB=str(self.db),
-            CONCEPTEVO_LEASE_S=str(self.lease_s),
-            CONCEPTEVO_HEARTBEAT_S=str(min(3.0, self.lease_s / 8)),
-            OMP_NUM_THREADS="1",
-            PYTHONUNBUFFERED="1",
-            TQDM_DISABLE="1",
-        )
-        return env
-
-    def cli(self, *args: str, timeout: float = 180) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [sys.executable, "-m", "worker.cli", *args],
-            cwd=REPO,
-            env=self.env(),
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-
-    def worker(self, *args: str) -> subprocess.Popen:
-        """Start ``conceptevo worker ARGS`` in the background, its output going to a log file."""
-        log = self.root / f"worker{len(self.logs)}.log"
-        self.logs.append(log)
-        with log.open("w") as out:
-            return subprocess.Popen(
-                [sys.executable, "-m", "worker.cli", "worker", "--device", "cpu", *args],
-                cwd=REPO,
-                env=self.env(),
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                text=True,
-            )
-
-    def store(self):
-        return open_store(str(self.db))
-
-
-def make_data_dir(
-    root: Path, world: Path, db_from: Path | None = None, patches_from: Path | None = None
-) -> DataDir:
-    """A fresh data dir whose ``demo`` is the shared world; optionally a copy of another test's database."""
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "demo").symlink_to(world, target_is_directory=True)
-    data = DataDir(root)
-    if db_from is not None:
-        copy_database(db_from, data.db)
-    if patches_from is not None and (patches_from / "patches").is_dir():
-        shutil.copytree(patches_from / "patches", root / "patches")
-    return data
-
-
-def copy_database(source: Path, target: Path) -> None:
-    """A consistent copy of a SQLite database in WAL mode (the WAL's pages included)."""
-    src = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
-    dst = sqlite3.connect(target)
-    try:
-        src.backup(dst)
-    finally:
-        src.close()
-        dst.close()
-
-
-def wait_for(predicate: Callable[[], object], timeout: float, what: str, poll: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(poll)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-
-
-def wait_exit(proc: subprocess.Popen, timeout: float, log: Path | None = None) -> int:
-    try:
-        return proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-        tail = log.read_text()[-3000:] if log is not None else ""
-        raise AssertionError(f"worker {proc.pid} still running after {timeout:.0f} s:\n{tail}") from None
 
 
 def job_counts(store) -> Counter:
