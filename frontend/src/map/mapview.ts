@@ -138,6 +138,8 @@ export class MapView {
   private zoomTimer = 0;
   private suppressZoomEvent = false;
   private linking = false;
+  /** The region asked for (by the URL or the user's last zoom); kept in view when the map is resized. */
+  private wantedBox: ZoomBox | null = null;
   private linked = -1;
   private brushBehaviour: BrushBehavior<unknown> | null = null;
   private brushBox: ZoomBox | null = null;
@@ -192,11 +194,13 @@ export class MapView {
       .on("end", () => {
         window.clearTimeout(this.zoomTimer);
         // Programmatic zooms (a URL's box, a linked map's transform) are not reported back as the user's.
-        const report = !this.suppressZoomEvent && !this.linking;
+        const report = !this.suppressZoomEvent;
+        const own = report && !this.linking;
         this.suppressZoomEvent = false;
+        if (report) this.wantedBox = this.zoomBox();
         this.zoomTimer = window.setTimeout(() => {
           this.setLabelsHidden(false);
-          if (report) this.callbacks.zoomEnd?.(this.zoomBox());
+          if (own) this.callbacks.zoomEnd?.(this.zoomBox());
         }, 120);
       });
     this.svg.call(this.zoomBehaviour).on("dblclick.zoom", null);
@@ -482,6 +486,7 @@ export class MapView {
       if (!box) this.resetZoom(false);
       return;
     }
+    this.wantedBox = box;
     const [x0, y0, x1, y1] = box;
     const w = (x1 - x0) * this.baseK;
     const h = (y1 - y0) * this.baseK;
@@ -494,6 +499,7 @@ export class MapView {
   }
 
   resetZoom(animate: boolean): void {
+    this.wantedBox = null;
     if (animate) this.svg.transition().duration(350).call(this.zoomBehaviour.transform, zoomIdentity);
     else {
       this.suppressZoomEvent = true;
@@ -581,6 +587,10 @@ export class MapView {
     this.svg.attr("width", this.cssWidth).attr("height", this.cssHeight);
     this.updateBaseScale();
     this.stampKey = "";
+    // The same region stays in view whatever the size (the panel opening, the window resized); the pointer
+    // is no longer over what it hovered.
+    if (this.wantedBox) this.setZoomBox(this.wantedBox);
+    if (this.hovered >= 0) this.setHovered(-1, 0, 0);
     if (this.brushBehaviour) {
       this.brushBehaviour.extent([
         [0, 0],
