@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from itertools import chain
 from operator import itemgetter
@@ -19,7 +20,7 @@ from sqlalchemy import ColumnElement, Select, func, select
 from sqlalchemy.orm import Session
 
 from backend.store.blobs import unpack_f32, unpack_i32, unpack_points
-from backend.store.errors import NotFoundError
+from backend.store.errors import NotComputedError, NotFoundError, StoreError
 from backend.store.models import (
     Dataset,
     Image,
@@ -30,6 +31,7 @@ from backend.store.models import (
     NeuronState,
     Patch,
     Run,
+    SchemaInfo,
     Snapshot,
     Space,
     SpaceSnapshot,
@@ -62,21 +64,39 @@ class NeuronTable:
 
 @dataclass(frozen=True)
 class NeuronDetail:
-    """A neuron at one snapshot: identity, and — where computed — stimuli, maxima, position and patches."""
+    """A neuron at one snapshot in one space: identity, stimuli (image index, activation maximum, the image's
+    label — None for an image the dataset lacks), position (may be NaN: undefined) and patches by rank."""
 
     neuron_id: int
     run_id: int
+    layer_id: int
     layer_idx: int
     layer_name: str
+    layer_channels: int
     channel: int
     snapshot_id: int
     epoch: int
-    space_id: int | None
-    stimuli: list[int] | None
-    maxima: list[float] | None
-    x: float | None
-    y: float | None
+    space_id: int
+    stimuli: list[int]
+    maxima: list[float]
+    labels: list[int | None]
+    x: float
+    y: float
     patches: list[PatchRef]
+
+
+@dataclass(frozen=True)
+class NeighbourDetail:
+    """A neuron state near another one in a space, with its identity (run, layer, channel) and epoch."""
+
+    neuron_id: int
+    run_id: int
+    snapshot_id: int
+    epoch: int
+    layer_idx: int
+    layer_name: str
+    channel: int
+    distance: float
 
 
 @dataclass(frozen=True)
@@ -193,6 +213,14 @@ class SnapshotMetrics:
 
 # --------------------------------------------------------------------------------------------------
 # listings
+def schema_version(session: Session) -> int:
+    """The open database's schema version (:class:`StoreError` if it has no ``schema_info`` row)."""
+    version = session.scalar(select(SchemaInfo.schema_version).where(SchemaInfo.id == 1))
+    if version is None:
+        raise StoreError("the database has no schema_info row")
+    return int(version)
+
+
 def list_datasets(session: Session) -> list[Dataset]:
     """All datasets by id."""
     return list(session.scalars(select(Dataset).order_by(Dataset.id)).all())
@@ -244,6 +272,31 @@ def find_run(session: Session, name: str) -> Run:
     return run
 
 
+def snapshot_counts(session: Session) -> dict[int, int]:
+    """Number of snapshots of each run id (runs without snapshots are absent)."""
+    rows = session.execute(select(Snapshot.run_id, func.count()).group_by(Snapshot.run_id)).all()
+    return {int(run_id): int(n) for run_id, n in rows}
+
+
+def class_count(session: Session, run: Run) -> int:
+    """The run's number of classes: ``num_classes``, or its dataset's class names when that is unknown (≤ 0)."""
+    if run.num_classes > 0:
+        return run.num_classes
+    names = session.scalar(select(Dataset.class_names).where(Dataset.id == run.dataset_id)) or []
+    return len(names)
+
+
+def class_names_of_runs(session: Session, run_ids: Iterable[int]) -> dict[int, list[str]]:
+    """The class names of each run's dataset, by run id."""
+    ids = sorted(set(run_ids))
+    if not ids:
+        return {}
+    rows = session.execute(
+        select(Run.id, Dataset.class_names).join(Dataset, Dataset.id == Run.dataset_id).where(Run.id.in_(ids))
+    ).all()
+    return {int(rid): list(names or []) for rid, names in rows}
+
+
 def list_snapshots(session: Session, run_id: int) -> list[Snapshot]:
     """Snapshots of a run by epoch."""
     get_run(session, run_id)
@@ -256,6 +309,27 @@ def get_snapshot(session: Session, snapshot_id: int) -> Snapshot:
     if snap is None:
         raise NotFoundError(f"snapshot {snapshot_id} not found")
     return snap
+
+
+def snapshot_epochs(session: Session, run_id: int) -> set[int]:
+    """The epochs of a run that have a snapshot (empty for an unknown run)."""
+    return set(session.scalars(select(Snapshot.epoch).where(Snapshot.run_id == run_id)))
+
+
+def spaces_of_snapshots(session: Session, snapshot_ids: Iterable[int]) -> dict[int, list[int]]:
+    """For each snapshot id, the ascending ids of the spaces it is computed in (``[]`` for none)."""
+    ids = list(snapshot_ids)
+    out: dict[int, list[int]] = {sid: [] for sid in ids}
+    if not ids:
+        return out
+    rows = session.execute(
+        select(SpaceSnapshot.snapshot_id, SpaceSnapshot.space_id)
+        .where(SpaceSnapshot.snapshot_id.in_(ids))
+        .order_by(SpaceSnapshot.snapshot_id, SpaceSnapshot.space_id)
+    ).all()
+    for sid, space_id in rows:
+        out[sid].append(space_id)
+    return out
 
 
 def find_snapshot(session: Session, run_id: int, epoch: int) -> Snapshot:
@@ -277,6 +351,22 @@ def get_space(session: Session, space_id: int) -> Space:
     if space is None:
         raise NotFoundError(f"space {space_id} not found")
     return space
+
+
+def find_space(session: Session, name: str) -> Space | None:
+    """The space with this name, or None."""
+    return session.scalars(select(Space).where(Space.name == name)).first()
+
+
+def space_summaries(session: Session) -> list[tuple[Space, Snapshot, int]]:
+    """Every space by id with its base snapshot and its number of computed snapshots."""
+    counts = dict(
+        session.execute(select(SpaceSnapshot.space_id, func.count()).group_by(SpaceSnapshot.space_id)).all()
+    )
+    rows = session.execute(
+        select(Space, Snapshot).join(Snapshot, Snapshot.id == Space.base_snapshot_id).order_by(Space.id)
+    ).all()
+    return [(space, base, int(counts.get(space.id, 0))) for space, base in rows]
 
 
 def list_space_snapshots(session: Session, space_id: int) -> list[tuple[SpaceSnapshot, Snapshot]]:
@@ -313,15 +403,6 @@ def run_neurons(session: Session, run_id: int) -> NeuronTable:
 
 # --------------------------------------------------------------------------------------------------
 # space contents
-def points_blob(session: Session, space_id: int, snapshot_id: int) -> bytes | None:
-    """The packed points (see ``blobs.pack_points``) of a snapshot in a space; None if not computed."""
-    return session.scalars(
-        select(SpaceSnapshot.points).where(
-            SpaceSnapshot.space_id == space_id, SpaceSnapshot.snapshot_id == snapshot_id
-        )
-    ).first()
-
-
 def snapshot_vectors(
     session: Session, space_id: int, snapshot_id: int
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32], npt.NDArray[np.float32]] | None:
@@ -391,7 +472,10 @@ def _patch_refs(session: Session, snapshot_id: int, neuron_ids: list[int]) -> di
 
 
 def patches_of(session: Session, snapshot_id: int, neuron_id: int) -> list[PatchRef]:
-    """A neuron's patches at a snapshot, by rank (empty if none were made)."""
+    """A neuron's patches at a snapshot, by rank (empty if none were made); an unknown neuron or snapshot is a
+    :class:`NotFoundError` (patches do not depend on a space)."""
+    get_neuron(session, neuron_id)
+    get_snapshot(session, snapshot_id)
     return _patch_refs(session, snapshot_id, [neuron_id])[neuron_id]
 
 
@@ -399,8 +483,18 @@ def get_patch(session: Session, snapshot_id: int, neuron_id: int, rank: int) -> 
     """One patch by (snapshot, neuron, rank) (NotFoundError otherwise) — the API serves ``file`` from it."""
     p = session.get(Patch, (snapshot_id, neuron_id, rank))
     if p is None:
-        raise NotFoundError(f"patch {rank} of neuron {neuron_id} at snapshot {snapshot_id} not found")
+        raise NotFoundError(f"no patch {rank} for neuron {neuron_id} at snapshot {snapshot_id}")
     return PatchRef(p.rank, p.image_idx, p.y0, p.x0, p.y1, p.x1, p.file)
+
+
+def get_neuron(session: Session, neuron_id: int) -> tuple[Neuron, Layer]:
+    """A neuron and its layer (NotFoundError otherwise)."""
+    row = session.execute(
+        select(Neuron, Layer).join(Layer, Neuron.layer_id == Layer.id).where(Neuron.id == neuron_id)
+    ).first()
+    if row is None:
+        raise NotFoundError(f"neuron {neuron_id} not found")
+    return row[0], row[1]
 
 
 def _neuron_identity(session: Session, neuron_id: int) -> tuple[int, int, str, int]:
@@ -414,46 +508,97 @@ def _neuron_identity(session: Session, neuron_id: int) -> tuple[int, int, str, i
     return int(row[0]), int(row[1]), str(row[2]), int(row[3])
 
 
-def neuron_detail(
-    session: Session, neuron_id: int, snapshot_id: int, space_id: int | None = None
-) -> NeuronDetail:
-    """A neuron at a snapshot: layer, channel, stimuli + maxima and position (from ``space_id``, or — for
-    stimuli only — any space where the snapshot was computed), and its patches.
-    The snapshot must belong to the neuron's run.
-    """
-    run_id, layer_idx, layer_name, channel = _neuron_identity(session, neuron_id)
-    snap = get_snapshot(session, snapshot_id)
-    if snap.run_id != run_id:
-        raise NotFoundError(f"snapshot {snapshot_id} is not a snapshot of neuron {neuron_id}'s run {run_id}")
-    stmt = select(NeuronState).where(
-        NeuronState.snapshot_id == snapshot_id, NeuronState.neuron_id == neuron_id
+def not_computed(session: Session, space_id: int, snapshot_id: int) -> NotComputedError | None:
+    """The error for a snapshot not computed in a space — None when it is computed; an unknown space or
+    snapshot raises :class:`NotFoundError` naming it (the space first)."""
+    get_space(session, space_id)
+    snapshot = get_snapshot(session, snapshot_id)
+    if session.get(SpaceSnapshot, (space_id, snapshot_id)) is not None:
+        return None
+    return NotComputedError(
+        f"snapshot {snapshot.id} (run {snapshot.run_id}, epoch {snapshot.epoch}) is not computed in space "
+        f"{space_id}",
+        space_id,
+        snapshot_id,
     )
-    if space_id is not None:
-        get_space(session, space_id)
-        stmt = stmt.where(NeuronState.space_id == space_id)
-    state = session.scalars(stmt.order_by(NeuronState.space_id).limit(1)).first()
-    in_space = state is not None and space_id is not None
+
+
+def _state(session: Session, space_id: int, snapshot_id: int, neuron_id: int, run_id: int | None) -> NeuronState:
+    """The state of (space, snapshot, neuron), or the NotFoundError that says why there is none: an unknown space
+    or snapshot, a snapshot of another run than ``run_id`` (when given), a snapshot not computed in the space
+    (:class:`NotComputedError`), or a neuron the computation left out."""
+    state = session.get(NeuronState, (space_id, snapshot_id, neuron_id))
+    if state is not None:
+        return state
+    get_space(session, space_id)
+    snapshot = get_snapshot(session, snapshot_id)
+    if run_id is not None and snapshot.run_id != run_id:
+        raise NotFoundError(
+            f"neuron {neuron_id} belongs to run {run_id}, not to run {snapshot.run_id} of snapshot {snapshot_id}"
+        )
+    missing = not_computed(session, space_id, snapshot_id)
+    if missing is not None:
+        raise missing
+    raise NotFoundError(f"neuron {neuron_id} has no state in space {space_id} at snapshot {snapshot_id}")
+
+
+def points_blob(session: Session, space_id: int, snapshot_id: int) -> tuple[bytes, int]:
+    """The packed points (see ``blobs.pack_points``) of (space, snapshot) and the snapshot's epoch; NotFoundError (or
+    :class:`NotComputedError`) when there are none."""
+    row = session.execute(
+        select(SpaceSnapshot.points, Snapshot.epoch)
+        .join(Snapshot, Snapshot.id == SpaceSnapshot.snapshot_id)
+        .where(SpaceSnapshot.space_id == space_id, SpaceSnapshot.snapshot_id == snapshot_id)
+    ).first()
+    if row is None:
+        missing = not_computed(session, space_id, snapshot_id)
+        raise missing or NotFoundError(f"snapshot {snapshot_id} has no points in space {space_id}")
+    return bytes(row[0]), int(row[1])
+
+
+def neuron_detail(session: Session, neuron_id: int, snapshot_id: int, space_id: int) -> NeuronDetail:
+    """A neuron at a snapshot in a space: layer, channel, stimuli with maxima and labels, position, patches.
+
+    NotFoundError for an unknown neuron, space or snapshot, a snapshot of another run, or one not computed in the
+    space (:class:`NotComputedError`).
+    """
+    neuron, layer = get_neuron(session, neuron_id)
+    state = _state(session, space_id, snapshot_id, neuron_id, layer.run_id)
+    epoch = session.scalar(select(Snapshot.epoch).where(Snapshot.id == snapshot_id))
+    dataset_id = session.scalar(select(Space.dataset_id).where(Space.id == space_id))
+    stimuli = unpack_i32(state.stimuli).tolist()
+    maxima = unpack_f32(state.maxima).tolist()
+    labels: dict[int, int] = {}
+    if stimuli:
+        labels = dict(
+            session.execute(
+                select(Image.idx, Image.label).where(Image.dataset_id == dataset_id, Image.idx.in_(stimuli))
+            ).all()
+        )
     return NeuronDetail(
-        neuron_id=neuron_id,
-        run_id=run_id,
-        layer_idx=layer_idx,
-        layer_name=layer_name,
-        channel=channel,
+        neuron_id=neuron.id,
+        run_id=layer.run_id,
+        layer_id=layer.id,
+        layer_idx=layer.idx,
+        layer_name=layer.name,
+        layer_channels=layer.channels,
+        channel=neuron.channel,
         snapshot_id=snapshot_id,
-        epoch=snap.epoch,
+        epoch=int(epoch or 0),
         space_id=space_id,
-        stimuli=unpack_i32(state.stimuli).tolist() if state is not None else None,
-        maxima=unpack_f32(state.maxima).tolist() if state is not None else None,
-        x=state.x if in_space and state is not None else None,
-        y=state.y if in_space and state is not None else None,
-        patches=patches_of(session, snapshot_id, neuron_id),
+        stimuli=stimuli,
+        maxima=maxima,
+        labels=[labels.get(img) for img in stimuli],
+        x=state.x,
+        y=state.y,
+        patches=_patch_refs(session, snapshot_id, [neuron_id])[neuron_id],
     )
 
 
 def trajectory(session: Session, space_id: int, neuron_id: int) -> list[TrajectoryPoint]:
-    """The neuron's 2-D position at every epoch of its run computed in the space, by epoch."""
-    get_space(session, space_id)
+    """The neuron's 2-D position at every epoch of its run computed in the space, by epoch (NaN: undefined)."""
     _neuron_identity(session, neuron_id)
+    get_space(session, space_id)
     rows = session.execute(
         select(NeuronState.snapshot_id, Snapshot.epoch, NeuronState.x, NeuronState.y)
         .join(Snapshot, NeuronState.snapshot_id == Snapshot.id)
@@ -461,6 +606,51 @@ def trajectory(session: Session, space_id: int, neuron_id: int) -> list[Trajecto
         .order_by(Snapshot.epoch)
     ).all()
     return [TrajectoryPoint(int(s), int(e), float(x), float(y)) for s, e, x, y in rows]
+
+
+def neighbours_of(
+    session: Session, space_id: int, snapshot_id: int, neuron_id: int, k: int
+) -> list[NeighbourDetail]:
+    """The ``k`` neuron states of the space nearest to (snapshot, neuron) in embedding space, itself excluded,
+    nearest first (ties by snapshot id, then neuron id; :func:`nearest_neighbours`); none when its vector is
+    undefined. NotFoundError as :func:`neuron_detail` (any run's snapshot may be asked about)."""
+    get_neuron(session, neuron_id)
+    state = _state(session, space_id, snapshot_id, neuron_id, None)
+    vector = unpack_f32(state.vector)
+    found: list[Neighbour] = []
+    if np.isfinite(vector).all():
+        found = [
+            n
+            for n in nearest_neighbours(session, space_id, vector, k + 1)
+            if (n.snapshot_id, n.neuron_id) != (snapshot_id, neuron_id)
+        ][:k]
+    info = {
+        nid: (run_id, lidx, lname, ch)
+        for nid, run_id, lidx, lname, ch in session.execute(
+            select(Neuron.id, Layer.run_id, Layer.idx, Layer.name, Neuron.channel)
+            .join(Layer, Layer.id == Neuron.layer_id)
+            .where(Neuron.id.in_(sorted({n.neuron_id for n in found})))
+        ).all()
+    }
+    epochs = dict(
+        session.execute(
+            select(Snapshot.id, Snapshot.epoch).where(Snapshot.id.in_(sorted({n.snapshot_id for n in found})))
+        ).all()
+    )
+    return [
+        NeighbourDetail(
+            neuron_id=n.neuron_id,
+            run_id=info[n.neuron_id][0],
+            snapshot_id=n.snapshot_id,
+            epoch=epochs[n.snapshot_id],
+            layer_idx=info[n.neuron_id][1],
+            layer_name=info[n.neuron_id][2],
+            channel=info[n.neuron_id][3],
+            distance=n.distance,
+        )
+        for n in found
+        if n.neuron_id in info and n.snapshot_id in epochs
+    ]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -866,15 +1056,45 @@ def ranking_of(
     )
 
 
-def list_importances(session: Session, run_id: int) -> list[Importance]:
-    """Importance computations of a run, by (epoch_from, epoch_to, class_idx)."""
-    get_run(session, run_id)
-    return list(
-        session.scalars(
-            select(Importance)
-            .where(Importance.run_id == run_id)
-            .order_by(Importance.epoch_from, Importance.epoch_to, Importance.class_idx)
-        )
+def get_importance(session: Session, importance_id: int) -> Importance:
+    """The importance computation with this id (NotFoundError otherwise)."""
+    imp = session.get(Importance, importance_id)
+    if imp is None:
+        raise NotFoundError(f"importance computation {importance_id} not found")
+    return imp
+
+
+def list_importances(
+    session: Session,
+    run_id: int | None = None,
+    epoch_from: int | None = None,
+    epoch_to: int | None = None,
+    class_idx: int | None = None,
+) -> list[Importance]:
+    """Importance computations, optionally only those of a run, epochs and class (an unknown run has none),
+    by (run, epoch_from, epoch_to, class_idx, id)."""
+    stmt = select(Importance).order_by(
+        Importance.run_id, Importance.epoch_from, Importance.epoch_to, Importance.class_idx, Importance.id
+    )
+    if run_id is not None:
+        stmt = stmt.where(Importance.run_id == run_id)
+    if epoch_from is not None:
+        stmt = stmt.where(Importance.epoch_from == epoch_from)
+    if epoch_to is not None:
+        stmt = stmt.where(Importance.epoch_to == epoch_to)
+    if class_idx is not None:
+        stmt = stmt.where(Importance.class_idx == class_idx)
+    return list(session.scalars(stmt))
+
+
+def default_space_of_run(session: Session, run_id: int) -> int | None:
+    """The lowest id of a space where the run has a computed snapshot, or None."""
+    return session.scalar(
+        select(SpaceSnapshot.space_id)
+        .join(Snapshot, Snapshot.id == SpaceSnapshot.snapshot_id)
+        .where(Snapshot.run_id == run_id)
+        .order_by(SpaceSnapshot.space_id)
+        .limit(1)
     )
 
 
