@@ -36,6 +36,17 @@ class Lru<V> {
   }
 }
 
+/** The cached promise of `key`, fetching it on a miss; a failed fetch is forgotten so it can be retried. */
+function memo<V>(cache: Lru<Promise<V>>, key: string, fetch: () => Promise<V>): Promise<V> {
+  let p = cache.get(key);
+  if (!p) {
+    p = fetch();
+    p.catch(() => cache.delete(key));
+    cache.set(key, p);
+  }
+  return p;
+}
+
 export class DataCache {
   spaces: SpaceSummary[] = [];
   runs: RunSummary[] = [];
@@ -108,25 +119,11 @@ export class DataCache {
   }
 
   points(spaceId: number, snapshotId: number): Promise<Points> {
-    const key = `${spaceId}:${snapshotId}`;
-    let p = this.pointsCache.get(key);
-    if (!p) {
-      p = api.points(spaceId, snapshotId);
-      p.catch(() => this.pointsCache.delete(key));
-      this.pointsCache.set(key, p);
-    }
-    return p;
+    return memo(this.pointsCache, `${spaceId}:${snapshotId}`, () => api.points(spaceId, snapshotId));
   }
 
   concepts(spaceId: number, snapshotId: number): Promise<Concepts> {
-    const key = `${spaceId}:${snapshotId}`;
-    let p = this.conceptsCache.get(key);
-    if (!p) {
-      p = api.concepts(spaceId, snapshotId);
-      p.catch(() => this.conceptsCache.delete(key));
-      this.conceptsCache.set(key, p);
-    }
-    return p;
+    return memo(this.conceptsCache, `${spaceId}:${snapshotId}`, () => api.concepts(spaceId, snapshotId));
   }
 
   /** "run epoch N" for a snapshot of a run whose details are loaded, else null. */
