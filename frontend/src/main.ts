@@ -13,7 +13,7 @@ const app = new App(root);
 const handle = {
   state: () => app.store.get(),
   /** Nothing loading and nothing gliding. */
-  idle: () => app.current().idle && !app.mapView.map.stats.gliding,
+  idle: () => app.current().idle && (app.store.get().view !== "map" || !app.mapView.map.stats.gliding),
   stats: () => ({
     ...app.mapView.map.stats,
     glideFrameTimes: [...app.mapView.map.stats.glideFrameTimes],

@@ -185,6 +185,15 @@ describe("reversion check", () => {
     expect(v.text).toContain("−0.200");
   });
 
+  it("does not call a flat table an ordering", () => {
+    const t = table([0, 0, 0, 0, 0]);
+    expect(ordering(binChanges(t, "train_top1")!).holds).toBe(false);
+    const v = reversionVerdict(t);
+    expect(v.holds).toBeNull();
+    expect(v.text).toContain("changed top-1 accuracy by less than");
+    expect(v.text).not.toContain("shows that ordering");
+  });
+
   it("says which part of the ordering fails", () => {
     // The least important quarter hurts most; random outside the range.
     const t = table([-0.05, -0.1, -0.02, -0.3, 0.02]);

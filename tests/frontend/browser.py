@@ -210,9 +210,11 @@ class Ui:
     def state(self) -> dict:
         return self.app("state()")
 
-    def click_tick(self, epoch: int) -> None:
-        """Click the slider where the tick of ``epoch`` is (the slider's SVG takes the pointer, not the ticks)."""
-        box = self.map.locator(f"[data-testid=slider] g.tick[data-epoch='{epoch}'] circle.dot").bounding_box()
+    def click_tick(self, epoch: int, scope=None) -> None:
+        """Click the slider where the tick of ``epoch`` is (the slider's SVG takes the pointer, not the ticks);
+        the map view's slider, or the one inside the locator ``scope`` (a comparison side)."""
+        within = self.map if scope is None else scope
+        box = within.locator(f"[data-testid=slider] g.tick[data-epoch='{epoch}'] circle.dot").bounding_box()
         assert box is not None, f"no tick for epoch {epoch}"
         self.page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
 

@@ -1,6 +1,6 @@
 """Fixtures of the browser tests: a demo world computed by the real CLI and worker (one epoch left out, for
-the page to ask for), ``conceptevo serve`` over it and over an empty database, and one Chromium per session
-with a fresh page per test."""
+the page to ask for), ``conceptevo serve`` over it, over a per-test copy of it and over an empty database, and
+one Chromium per session with a fresh page per test."""
 
 from __future__ import annotations
 
@@ -162,6 +162,21 @@ def _serve(data: DataDir) -> Iterator[Server]:
 def server(demo_world) -> Iterator[Server]:
     """The page and the API over the demo world."""
     yield from _serve(demo_world.data)
+
+
+@pytest.fixture
+def world_copy(demo_world, tiny_demo_world, tmp_path) -> DataDir:
+    """A data dir over a copy of the demo world's database and patches, for a test that queues, cancels or
+    computes things without changing the world the other tests share."""
+    return make_data_dir(
+        tmp_path / "data", tiny_demo_world, db_from=demo_world.data.db, patches_from=demo_world.data.root
+    )
+
+
+@pytest.fixture
+def copy_server(world_copy) -> Iterator[Server]:
+    """The page and the API over :func:`world_copy`."""
+    yield from _serve(world_copy)
 
 
 @pytest.fixture(scope="session")

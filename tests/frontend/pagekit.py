@@ -1,16 +1,22 @@
 """What the browser tests need to know about ConceptEvo's page and API: neuron names, binary point columns,
-points that can be hovered, images that must have loaded."""
+points that can be hovered, images that must have loaded, downloaded files, and where the comparison's maps
+draw their points."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
+import math
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import numpy as np
 
-from tests.frontend.browser import Ui, with_canvas_functions
+from tests.frontend.browser import BACKGROUND_RGB, Ui, with_canvas_functions
 
 
 def run_url(space: int, run: int, epoch: int | None = None, **extra: object) -> str:
@@ -162,3 +168,240 @@ SAMPLE_FRAMES_JS = with_canvas_functions(
   requestAnimationFrame(tick);
 """,
 )
+
+
+# ---- more API data ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class SnapshotPoints:
+    """One snapshot's points in a space, as the API's JSON form gives them (NaN positions as None)."""
+
+    neuron_id: list[int]
+    layer_idx: list[int]
+    x: list[float | None]
+    y: list[float | None]
+
+    @classmethod
+    def of(cls, server, space_id: int, snapshot_id: int) -> SnapshotPoints:
+        body = server.get(f"/api/spaces/{space_id}/snapshots/{snapshot_id}/points?format=json")
+        return cls(body["neuron_id"], body["layer_idx"], body["x"], body["y"])
+
+    def placed(self) -> list[tuple[int, int, float, float]]:
+        """(neuron id, layer index, x, y) of every point with a finite position."""
+        return [
+            (n, layer, x, y)
+            for n, layer, x, y in zip(self.neuron_id, self.layer_idx, self.x, self.y, strict=True)
+            if x is not None and y is not None
+        ]
+
+
+def space_snapshot(server, space_id: int, run_id: int, epoch: int) -> int:
+    """The snapshot id of a run's epoch placed in a space (an assertion error when it is not placed)."""
+    space = server.get(f"/api/spaces/{space_id}")
+    found = [s["snapshot_id"] for s in space["snapshots"] if s["run_id"] == run_id and s["epoch"] == epoch]
+    assert found, f"run {run_id} epoch {epoch} is not placed in space {space_id}"
+    return found[0]
+
+
+def computed_epochs(server, space_id: int, run_id: int) -> list[int]:
+    """The epochs of a run placed in a space now, ascending."""
+    space = server.get(f"/api/spaces/{space_id}")
+    return sorted(s["epoch"] for s in space["snapshots"] if s["run_id"] == run_id)
+
+
+# ---- downloads ------------------------------------------------------------------------------------------------
+
+
+def download(ui: Ui, click: Callable[[], None]) -> tuple[str, bytes]:
+    """The file the page downloads when ``click()`` runs: its suggested name and its bytes."""
+    with ui.page.expect_download() as info:
+        click()
+    dl = info.value
+    assert dl.failure() is None, dl.failure()
+    return dl.suggested_filename, Path(dl.path()).read_bytes()
+
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    """Width and height from a PNG's IHDR chunk (an assertion error when it is not a PNG)."""
+    assert data[:8] == PNG_SIGNATURE, f"not a PNG: {data[:16]!r}"
+    assert data[12:16] == b"IHDR", data[:32]
+    width, height = struct.unpack(">II", data[16:24])
+    return width, height
+
+
+def read_csv(data: bytes) -> tuple[list[str], list[list[str]]]:
+    """A downloaded CSV's header and rows."""
+    rows = list(csv.reader(io.StringIO(data.decode("utf-8"), newline="")))
+    assert rows, "the CSV is empty"
+    return rows[0], rows[1:]
+
+
+# ---- the comparison's maps ------------------------------------------------------------------------------------
+
+#: The d3 zoom transform of each comparison map's overlay ({k, x, y}, as d3 stores it on the element).
+COMPARE_ZOOMS_JS = """
+() => ['a', 'b'].map((side) => {
+  const t = document.querySelector(`[data-testid=compare-${side}] svg.map-overlay`).__zoom;
+  return t ? { k: t.k, x: t.x, y: t.y } : null;
+})
+"""
+
+#: For a canvas (selector) and positions in CSS pixels inside it: how far (max channel difference) the pixel
+#: there is from the background; null outside the canvas.
+INK_AT_JS = """
+([selector, positions, bg]) => {
+  const c = document.querySelector(selector);
+  const copy = document.createElement('canvas');
+  copy.width = c.width;
+  copy.height = c.height;
+  const ctx = copy.getContext('2d');
+  ctx.drawImage(c, 0, 0);
+  const rgba = ctx.getImageData(0, 0, c.width, c.height).data;
+  const rect = c.getBoundingClientRect();
+  const sx = c.width / rect.width;
+  const sy = c.height / rect.height;
+  return positions.map(([px, py]) => {
+    const x = Math.round(px * sx);
+    const y = Math.round(py * sy);
+    if (x < 0 || y < 0 || x >= c.width || y >= c.height) return null;
+    const i = 4 * (y * c.width + x);
+    return Math.max(Math.abs(rgba[i] - bg[0]), Math.abs(rgba[i + 1] - bg[1]), Math.abs(rgba[i + 2] - bg[2]));
+  });
+}
+"""
+
+#: The margin (CSS px) a map keeps around the data extent at zoom 1 (``MARGIN`` in frontend/src/map/mapview.ts)
+#: and the padding of that extent (``paddedExtent`` in frontend/src/map/extent.ts).
+MAP_MARGIN = 28
+EXTENT_PADDING = 0.04
+
+
+@dataclass
+class CompareMap:
+    """Where one comparison map draws data coordinates, as the page computes it: the padded extent of the
+    space's base snapshot and both sides' points, fitted into the map with equal scales and centred (the
+    comparison's maps keep no legend column), then the map's d3 zoom transform.
+
+    Rebuilt from constants of the page, so :meth:`check` compares it with where the page draws something (a
+    ring) before a test relies on it."""
+
+    side: str
+    left: float
+    top: float
+    width: int
+    height: int
+    base_k: float
+    base_x: float
+    base_y: float
+    k: float
+    tx: float
+    ty: float
+
+    @classmethod
+    def read(cls, ui: Ui, side: str, extent_of: list[SnapshotPoints]) -> CompareMap:
+        xs = [x for points in extent_of for _n, _l, x, _y in points.placed()]
+        ys = [y for points in extent_of for _n, _l, _x, y in points.placed()]
+        x0, x1, y0, y1 = min(xs), max(xs), min(ys), max(ys)
+        px = max((x1 - x0) * EXTENT_PADDING, 1e-3)
+        py = max((y1 - y0) * EXTENT_PADDING, 1e-3)
+        x0, x1, y0, y1 = x0 - px, x1 + px, y0 - py, y1 + py
+        rect = ui.page.locator(f"[data-testid=compare-{side}] .map").bounding_box()
+        assert rect is not None
+        width, height = max(1, math.floor(rect["width"])), max(1, math.floor(rect["height"]))
+        w, h = max(x1 - x0, 1e-9), max(y1 - y0, 1e-9)
+        k = max(min((width - 2 * MAP_MARGIN) / w, (height - 2 * MAP_MARGIN) / h), 1e-9)
+        zoom = ui.page.evaluate(COMPARE_ZOOMS_JS)[0 if side == "a" else 1] or {"k": 1, "x": 0, "y": 0}
+        return cls(
+            side=side,
+            left=rect["x"],
+            top=rect["y"],
+            width=width,
+            height=height,
+            base_k=k,
+            base_x=(width - w * k) / 2 - x0 * k,
+            base_y=(height - h * k) / 2 - y0 * k,
+            k=zoom["k"],
+            tx=zoom["x"],
+            ty=zoom["y"],
+        )
+
+    def to_css(self, x: float, y: float) -> tuple[float, float]:
+        """Data → CSS pixels inside the map."""
+        return (
+            self.k * (x * self.base_k + self.base_x) + self.tx,
+            self.k * (y * self.base_k + self.base_y) + self.ty,
+        )
+
+    def to_data(self, cx: float, cy: float) -> tuple[float, float]:
+        """CSS pixels inside the map → data."""
+        return (
+            ((cx - self.tx) / self.k - self.base_x) / self.base_k,
+            ((cy - self.ty) / self.k - self.base_y) / self.base_k,
+        )
+
+    def to_client(self, x: float, y: float) -> tuple[float, float]:
+        cx, cy = self.to_css(x, y)
+        return self.left + cx, self.top + cy
+
+    def px(self) -> float:
+        """One CSS pixel in data units."""
+        return 1 / (self.k * self.base_k)
+
+    def ring(self, ui: Ui, ring: str) -> tuple[float, float] | None:
+        """Where the page draws a ring (``selected-ring``, ``hover-ring``, ``linked-ring``) on this map (CSS
+        pixels inside it), or None when it is hidden."""
+        return ui.page.evaluate(
+            """([side, cls]) => {
+                 const r = document.querySelector(`[data-testid=compare-${side}] svg.map-overlay .${cls}`);
+                 return r && r.style.display !== 'none' && r.getAttribute('cx') !== null
+                   ? [Number(r.getAttribute('cx')), Number(r.getAttribute('cy'))] : null; }""",
+            [self.side, ring],
+        )
+
+    def check(self, ui: Ui, ring: str, at: tuple[float, float]) -> None:
+        """The page draws ``ring`` where this geometry puts data point ``at`` (to 0.5 px)."""
+        drawn = self.ring(ui, ring)
+        expected = self.to_css(*at)
+        assert drawn is not None, f"no {ring} on map {self.side}"
+        assert math.dist(drawn, expected) < 0.5, (
+            f"map {self.side} draws its {ring} at {drawn}, the tests' geometry expects {expected}: "
+            "tests/frontend/pagekit.py CompareMap is out of date with frontend/src/map (margin, padding, inset?)"
+        )
+
+    def ink_at(self, ui: Ui, css_positions: list[tuple[float, float]]) -> list[int | None]:
+        """How far from the background the map's canvas is at each position (CSS pixels inside the map)."""
+        return ui.page.evaluate(
+            INK_AT_JS,
+            [
+                f"[data-testid=compare-{self.side}] canvas.map-canvas",
+                [list(p) for p in css_positions],
+                list(BACKGROUND_RGB),
+            ],
+        )
+
+
+#: Both comparison sides show a run and an epoch.
+_COMPARE_SHOWN_JS = """() => { const s = window.conceptevo.state();
+  return s.view === 'compare' && s.epoch !== null && s.epochB !== null
+    && ['a', 'b'].every((k) => document.querySelector(`[data-testid=compare-${k}] .side-head b`)); }"""
+
+
+def settle_compare(ui: Ui) -> None:
+    """Until the comparison shows both sides, is idle and its maps have finished gliding. (The page's
+    ``idle()`` alone is not enough here: the comparison's ``idle`` starts true before anything is loaded,
+    and its maps' glides are not counted.)"""
+    ui.wait_until(_COMPARE_SHOWN_JS)
+    ui.wait_idle()
+    ui.page.wait_for_timeout(450)  # the comparison maps glide for 380 ms
+    ui.wait_idle()
+
+
+def open_compare(ui: Ui, query: str) -> dict:
+    """Open ``/compare?<query>`` and :func:`settle_compare`; returns the state."""
+    ui.goto(f"/compare?{query}")
+    settle_compare(ui)
+    return ui.state()

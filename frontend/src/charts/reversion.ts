@@ -73,12 +73,15 @@ export interface Ordering {
 }
 
 const EPS = 1e-9;
+/** Changes this close together (in accuracy) do not order anything. */
+const FLAT = 1e-3;
 
 /** How the changes are ordered (lower change = bigger drop = more harm). */
 export function ordering(c: BinChanges): Ordering {
   const [b0, b1, b2, b3] = c.bins;
-  const mostHurtsMost = b0 <= Math.min(b1, b2, b3) + EPS;
-  const leastHurtsLeast = b3 >= Math.max(b0, b1, b2) - EPS;
+  // Strictly: a flat table (every quarter the same) shows no ordering at all.
+  const mostHurtsMost = b0 <= Math.min(b1, b2, b3) + EPS && b0 < b3 - EPS;
+  const leastHurtsLeast = b3 >= Math.max(b0, b1, b2) - EPS && b3 > b0 + EPS;
   const randomBetween = c.random >= b0 - EPS && c.random <= b3 + EPS;
   const monotone = b0 <= b1 + EPS && b1 <= b2 + EPS && b2 <= b3 + EPS;
   return { mostHurtsMost, leastHurtsLeast, randomBetween, monotone, holds: mostHurtsMost && leastHurtsLeast && randomBetween };
@@ -117,6 +120,12 @@ export function reversionVerdict(table: ReversionTable): { holds: boolean | null
   if (val) parts.push(splitSentence("Val", val));
   if (!parts.length) return { holds: null, text: `${PAPER} This table has no top-1 accuracy to compare.` };
   const splits = [train, val].filter((c): c is BinChanges => c !== null);
+  const flat = splits.every((c) => Math.max(...c.bins, c.random) - Math.min(...c.bins, c.random) <= FLAT);
+  if (flat)
+    return {
+      holds: null,
+      text: `${PAPER} Here reverting any quarter changed top-1 accuracy by less than ${FLAT} — too few images or too small a stage to tell; run it for all classes or another stage.`,
+    };
   const all = splits.map((c) => ordering(c).holds);
   const holds = all.every(Boolean);
   if (holds) {
@@ -165,7 +174,8 @@ export class ReversionChart {
     );
     const lo = Math.min(0, min(values) ?? 0);
     const hi = Math.max(0, max(values) ?? 0);
-    const pad = (hi - lo || 0.01) * 0.08;
+    // At least ±0.01 around zero, so that ticks of two decimals are distinct even for a flat table.
+    const pad = Math.max((hi - lo) * 0.08, 0.01);
     const y = scaleLinear()
       .domain([lo - pad, hi + pad])
       .nice(5)

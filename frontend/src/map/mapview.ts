@@ -187,7 +187,8 @@ export class MapView {
       .on("start", () => this.setLabelsHidden(true))
       .on("zoom", (event: { transform: ZoomTransform }) => {
         this.transform = event.transform;
-        if (!this.linking) this.callbacks.zoom?.(event.transform);
+        // Only the user's gestures are passed on to linked maps; a programmatic zoom (a URL's box) is each map's own.
+        if (!this.linking && !this.suppressZoomEvent) this.callbacks.zoom?.(event.transform);
         this.moveBrushToBox();
         this.requestFrame();
       })

@@ -71,7 +71,8 @@ class Side {
 
 export class CompareView implements ViewController {
   readonly element: HTMLElement;
-  idle = true;
+  /** Loaded (nothing pending) — idle also waits for both maps' glides. */
+  private loaded = false;
 
   private readonly sides: Record<SideKey, Side>;
   private readonly controls = h("div", { class: "compare-controls" });
@@ -119,15 +120,19 @@ export class CompareView implements ViewController {
     });
   }
 
+  get idle(): boolean {
+    return this.loaded && !this.sides.a.map.stats.gliding && !this.sides.b.map.stats.gliding;
+  }
+
   async render(state: ViewState): Promise<void> {
     const gen = ++this.generation;
-    this.idle = false;
+    this.loaded = false;
     try {
       await this.renderState(state, gen);
     } catch (err) {
       if (gen === this.generation) this.ctx.showError(err instanceof ApiError ? err.detail : String(err));
     } finally {
-      if (gen === this.generation) this.idle = true;
+      if (gen === this.generation) this.loaded = true;
     }
   }
 
