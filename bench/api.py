@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from backend.store.config import open_store  # noqa: E402
-from backend.store.synthetic import build_synthetic_store  # noqa: E402
+from tests.fixtures.synthetic import build_synthetic_store  # noqa: E402
 
 log = logging.getLogger("bench.api")
 

@@ -62,7 +62,7 @@ from sqlalchemy import insert  # noqa: E402
 
 from backend.store.config import open_store  # noqa: E402
 from backend.store.models import Patch  # noqa: E402
-from backend.store.synthetic import build_synthetic_store, layer_channels, tiny_png  # noqa: E402
+from tests.fixtures.synthetic import build_synthetic_store, layer_channels, tiny_png  # noqa: E402
 
 log = logging.getLogger("bench.ui")
 

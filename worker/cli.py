@@ -163,6 +163,10 @@ def demo(
     host: Annotated[str, typer.Option(help="Address to serve on (loopback by default).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to serve on.")] = 8000,
     device: Annotated[str, typer.Option(help="Worker device: cpu, cuda, cuda:N.")] = "cpu",
+    insecure_no_token: Annotated[
+        bool,
+        typer.Option("--insecure-no-token", help="Allow a non-loopback --host without CONCEPTEVO_TOKEN."),
+    ] = False,
 ) -> None:
     """Queue building the embedded demo world if missing, or register it and queue everything (idempotent);
     then serve the page at once while a worker computes (progress on the page's Jobs view).
@@ -175,6 +179,8 @@ def demo(
         raise ConceptEvoError("size must be 'small' or 'default'")
     if seed < 0:
         raise ConceptEvoError("seed must be a non-negative integer")
+    if serve:
+        _refuse_unsafe_bind(host, insecure_no_token)
     root = demo_root()
     store = _store()
     if demo_world_ready(root):
@@ -182,7 +188,7 @@ def demo(
     else:
         _queue_demo_world(store, root, size, seed)
     if serve:
-        _serve_with_worker(host, port, device)
+        _serve_with_worker(host, port, device, insecure_no_token)
 
 
 def _queue_demo_world(store, root: Path, size: str, seed: int) -> None:
@@ -190,10 +196,10 @@ def _queue_demo_world(store, root: Path, size: str, seed: int) -> None:
 
     Imports no torch: on a fresh clone the page is up within seconds and shows the job's progress.
     """
-    from backend.store import enqueue
+    from backend.store.jobspec import enqueue_job
     from worker.jobs import PRIORITY
 
-    job, created = enqueue(store, "demo", {"size": size, "seed": seed}, priority=PRIORITY["demo"])
+    job, created = enqueue_job(store, _spec("demo", {"size": size, "seed": seed}), priority=PRIORITY["demo"])
     state = "queued" if created else f"already {job.status}"
     typer.echo(
         f"the demo world is not built yet in {root}: job {job.id} demo (size {size}) {state}; "
@@ -215,7 +221,19 @@ def _register_demo_world(store, root: Path) -> None:
     )
 
 
-def _serve_with_worker(host: str, port: int, device: str) -> None:
+def _refuse_unsafe_bind(host: str, insecure_no_token: bool) -> None:
+    """Stop (one line, status 2) before anything starts when serving ``host`` would be unsafe
+    (:func:`backend.serve.check_exposure`)."""
+    from backend.api.settings import Settings
+    from backend.serve import UnsafeBind, check_exposure
+
+    try:
+        check_exposure(host, Settings.from_env().token, insecure_no_token)
+    except UnsafeBind as exc:
+        raise ConceptEvoError(str(exc)) from None
+
+
+def _serve_with_worker(host: str, port: int, device: str, insecure_no_token: bool = False) -> None:
     """Run a worker process beside the web server (this process) until interrupted; the URL is printed first."""
     import subprocess
 
@@ -226,7 +244,7 @@ def _serve_with_worker(host: str, port: int, device: str) -> None:
     try:
         from backend.serve import serve as run_server
 
-        run_server(host=host, port=port, open_browser=True)
+        run_server(host=host, port=port, open_browser=True, insecure_no_token=insecure_no_token)
     finally:
         worker.terminate()
         worker.wait(timeout=60)
@@ -240,14 +258,20 @@ def serve(
         str | None, typer.Option(help="Database URL or SQLite file (default $CONCEPTEVO_DB).")
     ] = None,
     open_browser: Annotated[bool, typer.Option("--open", help="Open the page in a browser.")] = False,
+    insecure_no_token: Annotated[
+        bool,
+        typer.Option("--insecure-no-token", help="Allow a non-loopback --host without CONCEPTEVO_TOKEN."),
+    ] = False,
 ) -> None:
-    """Serve the web app and its HTTP API (OpenAPI at /docs).
+    """Serve the web app and its HTTP API (OpenAPI at /docs). A non-loopback --host needs CONCEPTEVO_TOKEN
+    (or --insecure-no-token).
 
     Example: conceptevo serve --port 8000 --open
     """
     from backend.serve import serve as run_server
 
-    run_server(host=host, port=port, db=db, open_browser=open_browser)
+    _refuse_unsafe_bind(host, insecure_no_token)
+    run_server(host=host, port=port, db=db, open_browser=open_browser, insecure_no_token=insecure_no_token)
 
 
 @app.command("worker")
@@ -307,13 +331,25 @@ def add_run_command(
     typer.echo(add_run(_store(), name, arch, checkpoints, dataset, layer or None, notes).summary)
 
 
+def _spec(kind: str, params: dict):
+    """The job's parameters through their spec (:mod:`backend.store.jobspec`, the models the API validates), so
+    that the same request from the CLI and from the page is the same job; a bad value is a one-line error."""
+    from backend.store.jobspec import JobParamsError, parse
+
+    try:
+        return parse(kind, {key: value for key, value in params.items() if value is not None})
+    except JobParamsError as exc:
+        raise ConceptEvoError(str(exc)) from None
+
+
 def _enqueue(kind: str, params: dict) -> None:
-    from backend.store import enqueue
+    from backend.store.jobspec import enqueue_job
     from worker.jobs import PRIORITY
 
-    job, created = enqueue(_store(), kind, params, priority=PRIORITY[kind])
+    spec = _spec(kind, params)
+    job, created = enqueue_job(_store(), spec, priority=PRIORITY[kind])
     state = "queued" if created else f"already {job.status}"
-    typer.echo(f"job {job.id} {kind} {json.dumps(params)}: {state}")
+    typer.echo(f"job {job.id} {kind} {json.dumps(job.params)}: {state}")
 
 
 def _run_snapshots(store, run: str, spec: str | None) -> tuple[int, dict[int, int]]:
@@ -349,6 +385,9 @@ def build_space_command(
     k: Annotated[int | None, typer.Option(help="Stimuli per neuron (default 10).")] = None,
     dim: Annotated[int | None, typer.Option(help="Embedding dimension (default 30).")] = None,
     epochs: Annotated[int | None, typer.Option(help="Neuron-embedding epochs (paper: 10,000).")] = None,
+    lr: Annotated[float | None, typer.Option(help="Embedding learning rate (default 0.05).")] = None,
+    negatives: Annotated[int | None, typer.Option(help="Negative neurons per pair (default 3).")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Images per forward batch (default 128).")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed (default 0).")] = None,
 ) -> None:
     """Queue building a unified semantic space on a base snapshot.
@@ -368,11 +407,14 @@ def build_space_command(
         "k": k,
         "dim": dim,
         "epochs": epochs,
+        "lr": lr,
+        "negatives": negatives,
+        "batch_size": batch_size,
         "seed": seed,
     }
     if compute:
         params["compute_runs"] = [run_id_of(store, other) for other in compute]
-    _enqueue("build_space", {key: value for key, value in params.items() if value is not None})
+    _enqueue("build_space", params)
 
 
 @app.command("compute")
@@ -385,15 +427,13 @@ def compute_command(
 
     Example: conceptevo compute high-lr --space demo --epochs 0-5
     """
-    from sqlalchemy import select
-
-    from backend.store import Space
+    from backend.store import find_space, list_spaces
 
     store = _store()
     with store.session(readonly=True) as session:
-        row = session.scalars(select(Space).where(Space.name == space)).first()
+        row = find_space(session, space)
         if row is None:
-            names = ", ".join(session.scalars(select(Space.name))) or "none"
+            names = ", ".join(other.name for other in list_spaces(session)) or "none"
             raise ConceptEvoError(
                 f"no space {space!r} (spaces: {names}); build one with build-space --compute"
             )
@@ -408,7 +448,12 @@ def importance_command(
     start: Annotated[int, typer.Option("--from", help="Epoch t.")],
     end: Annotated[int, typer.Option("--to", help="Epoch t'.")],
     classes: Annotated[str | None, typer.Option(help="Class indices, e.g. 0,3,7 (default: all).")] = None,
+    images: Annotated[int | None, typer.Option(help="Images per class (default 128, as the paper).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of the choice of images (default 0).")] = None,
     revert: Annotated[bool, typer.Option(help="Also queue the reversion check (Table 1).")] = False,
+    reps: Annotated[
+        int | None, typer.Option(help="Reversion check: random bins averaged per layer (default 5).")
+    ] = None,
 ) -> None:
     """Queue the importance of every neuron's evolution t → t' for classes (Eq 5–7).
 
@@ -417,15 +462,15 @@ def importance_command(
     if start >= end:
         raise ConceptEvoError("--from must be an earlier epoch than --to")
     run_id, _ = _run_snapshots(_store(), run, f"{start},{end}")
-    params: dict = {"run_id": run_id, "epoch_from": start, "epoch_to": end}
+    params: dict = {"run_id": run_id, "epoch_from": start, "epoch_to": end, "images": images, "seed": seed}
     if classes:
         try:
-            params["classes"] = sorted({int(c) for c in classes.split(",")})
+            params["classes"] = [int(c) for c in classes.split(",")]
         except ValueError:
             raise ConceptEvoError(f"classes must look like 0,3,7; got {classes!r}") from None
     _enqueue("importance", params)
     if revert:
-        _enqueue("revert_eval", params)
+        _enqueue("revert_eval", {**params, "reps": reps})
 
 
 @app.command("jobs")

@@ -7,24 +7,30 @@ ask the current job to stop at its next progress report: the job is released bac
 (without counting an attempt) and the worker exits.
 
 Handlers write their results through :func:`backend.store.finishing`, in one transaction that also
-marks the job done, so a killed or failed job leaves nothing half-written.
+marks the job done, so a killed or failed job leaves nothing half-written. Files go the same way: a handler writes
+them into its job's scratch folder (:attr:`JobContext.scratch`, under ``<data>/tmp``) and moves them into place in
+that transaction; the folder is removed when the job ends however it ends, and a starting worker removes the
+folders of jobs no longer running where they were made (a killed worker's).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
+import shutil
 import signal
 import threading
 import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
-from backend.store import queue
+from backend.store import data_dir, queue
 from backend.store.errors import LeaseLost, StoreError
 from worker.errors import ConceptEvoError
 
@@ -48,6 +54,11 @@ def _env_seconds(name: str, default: float) -> float:
 LEASE_S = _env_seconds("CONCEPTEVO_LEASE_S", 60.0)
 #: How often the heartbeat thread renews the lease and writes the job's progress.
 HEARTBEAT_S = _env_seconds("CONCEPTEVO_HEARTBEAT_S", 3.0)
+#: A deferred job waits this long before it is claimed again, doubling with each deferral up to DEFER_CAP_S …
+DEFER_BASE_S = _env_seconds("CONCEPTEVO_DEFER_S", queue.DEFER_BASE_S)
+DEFER_CAP_S = _env_seconds("CONCEPTEVO_DEFER_CAP_S", queue.DEFER_CAP_S)
+#: … and fails once deferred this often.
+MAX_DEFERRALS = queue.MAX_DEFERRALS
 
 
 class StopRequested(Exception):
@@ -59,7 +70,49 @@ class JobLost(Exception):
 
 
 class Deferred(Exception):
-    """A handler's input is not ready yet (e.g. the space is still being built): requeue, try later."""
+    """A handler's input is not ready yet (e.g. the space is still being built): requeue, try later.
+
+    The job waits with backoff (:func:`backend.store.queue.defer`) while the worker runs other jobs; deferred
+    more than :data:`MAX_DEFERRALS` times it fails with ``gave_up`` — why the input presumably never comes.
+    """
+
+    def __init__(self, reason: str, gave_up: str | None = None) -> None:
+        super().__init__(reason)
+        self.gave_up = gave_up
+
+
+def scratch_root() -> Path:
+    """Where jobs' scratch folders live: ``<data>/tmp`` (on the data directory's file system, so that moving a
+    finished file into place is a rename)."""
+    return Path(data_dir()) / "tmp"
+
+
+def scratch_dir(job_id: int, worker_id: str) -> Path:
+    """The scratch folder of job ``job_id`` as run by ``worker_id`` (one per claim: a job taken over from a dead
+    worker gets a fresh one)."""
+    tag = hashlib.sha256(worker_id.encode()).hexdigest()[:12]
+    return scratch_root() / f"job{int(job_id)}-{tag}"
+
+
+def remove_stale_scratch(store: Any) -> int:
+    """Remove the scratch folders of jobs that are not running under the worker that made them (cancelled,
+    finished, or taken over after their worker died); returns how many were removed."""
+    root = scratch_root()
+    try:
+        folders = [p for p in root.iterdir() if p.is_dir() and p.name.startswith("job")]
+    except FileNotFoundError:
+        return 0
+    # List the folders first, then the running jobs: a folder made after its job was claimed is then always kept.
+    running = queue.list_jobs(store, status="running", limit=1_000_000)
+    keep = {scratch_dir(job.id, job.worker_id or "").name for job in running}
+    removed = 0
+    for folder in folders:
+        if folder.name not in keep:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed += 1
+    if removed:
+        log.info("removed %d scratch folder(s) of jobs no longer running in %s", removed, root)
+    return removed
 
 
 @dataclass
@@ -107,6 +160,14 @@ class JobContext:
         with self._lock:
             return self._progress, self._message
 
+    @property
+    def scratch(self) -> Path:
+        """This job's scratch folder (created on first use, removed when the job ends): write files here, then
+        move them into place inside the transaction that writes the rows referencing them."""
+        path = scratch_dir(self.job.id, self.worker_id)
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
 
 Handler = Callable[[JobContext], dict[str, Any] | None]
 
@@ -150,6 +211,10 @@ def run_worker(
     cache: dict[str, Any] = {}
     done = handled = 0
     log.info("worker %s started on %s", worker_id, device)
+    try:
+        remove_stale_scratch(store)
+    except (OSError, StoreError):
+        log.warning("could not clean up old scratch folders", exc_info=True)
     while not stop.is_set() and (max_jobs is None or handled < max_jobs):
         job = queue.claim(store, worker_id, kinds=kinds or list(handlers), lease_s=LEASE_S)
         if job is None:
@@ -160,8 +225,6 @@ def run_worker(
         handled += 1
         outcome = _run_one(store, job, worker_id, device, cache, stop, handlers)
         done += outcome == "done"
-        if outcome == "deferred":
-            stop.wait(poll)
     log.info("worker %s stopping after %d job(s) (%d done)", worker_id, handled, done)
     return done
 
@@ -183,9 +246,19 @@ def _run_one(store, job, worker_id, device, cache, stop, handlers) -> str:
         log.info("job %s released on stop request", job.id)
         return "released"
     except Deferred as exc:
-        queue.release(store, job.id, worker_id)
-        log.info("job %s deferred: %s", job.id, exc)
-        return "deferred"
+        # Not ready: the job waits (not claimable until its not-before time) while this worker goes on.
+        after = queue.defer(
+            store,
+            job.id,
+            worker_id,
+            str(exc),
+            gave_up=exc.gave_up,
+            base_s=DEFER_BASE_S,
+            cap_s=DEFER_CAP_S,
+            max_deferrals=MAX_DEFERRALS,
+        )
+        log.info("job %s deferred: %s", job.id, after.message if after is not None else exc)
+        return "failed" if after is not None and after.status == "failed" else "deferred"
     except (JobLost, LeaseLost):
         log.warning("job %s was cancelled or taken over; dropping its work", job.id)
         return "lost"
@@ -208,6 +281,8 @@ def _run_one(store, job, worker_id, device, cache, stop, handlers) -> str:
         beat_stop.set()
         beat.join(timeout=5)
         ctx._bar.close()
+        # Whatever happened, the job's scratch files are either in place (committed) or garbage.
+        shutil.rmtree(scratch_dir(job.id, worker_id), ignore_errors=True)
 
 
 def _unexpected(store, job, worker_id: str, exc: BaseException) -> str:

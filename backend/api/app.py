@@ -7,12 +7,15 @@ The module imports neither torch nor ``worker`` (DESIGN.md §2), so the server s
 from __future__ import annotations
 
 import logging
+import math
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
 from fastapi.exception_handlers import http_exception_handler
+from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.routing import APIRoute
@@ -24,7 +27,7 @@ from backend.store.errors import ConflictError, NotFoundError, StoreError
 from . import datasets, health, importance, jobs, metrics, neurons, patches, runs, spaces
 from .db import DatabaseBusy, Db, is_busy_error
 from .frontend import SinglePageApp
-from .middleware import BodyLimitMiddleware, TokenMiddleware
+from .middleware import BodyLimitMiddleware, FiniteJsonMiddleware, HeaderLimitMiddleware, TokenMiddleware
 from .schemas import ErrorOut
 from .settings import Settings
 
@@ -42,6 +45,8 @@ except metadata.PackageNotFoundError:  # pragma: no cover - running from a bare 
 COMMON_RESPONSES: dict[int | str, dict[str, object]] = {
     401: {"model": ErrorOut, "description": "Write without the configured token (`CONCEPTEVO_TOKEN`)."},
     413: {"model": ErrorOut, "description": "Request body larger than the server's limit."},
+    408: {"model": ErrorOut, "description": "Request body not received in full within the time limit."},
+    431: {"model": ErrorOut, "description": "Request line and headers larger than the server's limit."},
     503: {"model": ErrorOut, "description": "The database is busy (retried) or unavailable; retry later."},
 }
 
@@ -67,6 +72,17 @@ a busy database → 503 (after retries). When the server has a token (`CONCEPTEV
 
 def _error(status: int, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse({"detail": detail}, status_code=status, headers=headers)
+
+
+def _json_safe(value: object) -> object:
+    """``value`` with every non-finite float replaced by its text (``"nan"``, ``"inf"``)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    return value
 
 
 def _install_error_handlers(app: FastAPI) -> None:
@@ -106,12 +122,18 @@ def _install_error_handlers(app: FastAPI) -> None:
             return _error(405, "method not allowed", {"Allow": ", ".join(methods)})
         return await http_exception_handler(request, exc)
 
+    async def on_invalid_request(request: Request, exc: Exception) -> JSONResponse:
+        # FastAPI's own handler, with values JSON cannot carry (NaN, ±Infinity from a query string) echoed as text.
+        assert isinstance(exc, RequestValidationError)
+        return JSONResponse({"detail": _json_safe(jsonable_encoder(exc.errors()))}, status_code=422)
+
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
         request.app.state.internal_errors += 1
         logger.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
         return _error(500, "internal server error (logged on the server)")
 
     app.add_exception_handler(StarletteHTTPException, on_http_error)
+    app.add_exception_handler(RequestValidationError, on_invalid_request)
     app.add_exception_handler(NotFoundError, on_not_found)
     app.add_exception_handler(ConflictError, on_conflict)
     app.add_exception_handler(DatabaseBusy, on_busy)
@@ -180,7 +202,8 @@ def create_app(store: Store | None = None, settings: Settings | None = None) -> 
     for module in (health, datasets, runs, spaces, neurons, patches, importance, metrics, jobs):
         app.include_router(module.router, prefix="/api", responses=COMMON_RESPONSES)
 
-    # Middleware: the last added runs first. Token check, then body limit, then (optional) CORS.
+    # Middleware: the last added runs first. Header size, token check, body limit (size and time), finite JSON
+    # numbers, then (optional) CORS.
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -189,8 +212,12 @@ def create_app(store: Store | None = None, settings: Settings | None = None) -> 
             allow_headers=["Authorization", "Content-Type", "If-None-Match"],
             expose_headers=["ETag"],
         )
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(FiniteJsonMiddleware)
+    app.add_middleware(
+        BodyLimitMiddleware, max_bytes=settings.max_body_bytes, timeout_s=settings.body_timeout_s
+    )
     app.add_middleware(TokenMiddleware, token=settings.token)
+    app.add_middleware(HeaderLimitMiddleware)
 
     _mount_frontend(app, Path(settings.frontend_dist))
     return app

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
-from backend.store.models import Dataset
+from backend.store import queries
 
+from .convert import dataset_out
 from .deps import DatasetId, DbDep
-from .queries import dataset_out, get_or_404
 from .schemas import DatasetOut, ErrorOut
 
 router = APIRouter(tags=["datasets"])
@@ -19,10 +17,7 @@ router = APIRouter(tags=["datasets"])
 def list_datasets(db: DbDep) -> list[DatasetOut]:
     """Every registered image dataset, by id."""
 
-    def q(session: Session) -> list[DatasetOut]:
-        return [dataset_out(d) for d in session.scalars(select(Dataset).order_by(Dataset.id))]
-
-    return db.read(q)
+    return db.read(lambda s: [dataset_out(d) for d in queries.list_datasets(s)])
 
 
 @router.get(
@@ -33,4 +28,4 @@ def list_datasets(db: DbDep) -> list[DatasetOut]:
 )
 def get_dataset(dataset_id: DatasetId, db: DbDep) -> DatasetOut:
     """One dataset with its class names."""
-    return db.read(lambda s: dataset_out(get_or_404(s, Dataset, dataset_id, "dataset")))
+    return db.read(lambda s: dataset_out(queries.get_dataset(s, dataset_id)))

@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from fastapi import APIRouter, Query
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from backend.store import queries
 from backend.store.errors import NotFoundError
-from backend.store.models import Importance
-from backend.store.queries import find_importance, importance_scores, ranking_of
+from backend.store.queries import PatchRef
 
-from . import queries
+from .convert import importance_out, patch_out
 from .deps import MAX_ID, DbDep, ImportanceId
-from .schemas import ErrorOut, ImportanceOut, ImportanceRankingOut, ImportanceScoresOut, RankedNeuronOut
+from .schemas import (
+    ErrorOut,
+    ImportanceOut,
+    ImportanceRankingOut,
+    ImportanceScoresOut,
+    PatchOut,
+    RankedNeuronOut,
+)
+
+if TYPE_CHECKING:  # a row the store returns
+    from backend.store.models import Importance
 
 router = APIRouter(tags=["importance"])
 
@@ -38,34 +47,23 @@ def list_importance(
     """The importance computations available, optionally filtered, by run, epochs and class."""
 
     def q(session: Session) -> list[ImportanceOut]:
-        stmt = select(Importance).order_by(
-            Importance.run_id, Importance.epoch_from, Importance.epoch_to, Importance.class_idx, Importance.id
-        )
-        if run_id is not None:
-            stmt = stmt.where(Importance.run_id == run_id)
-        if epoch_from is not None:
-            stmt = stmt.where(Importance.epoch_from == epoch_from)
-        if epoch_to is not None:
-            stmt = stmt.where(Importance.epoch_to == epoch_to)
-        if class_idx is not None:
-            stmt = stmt.where(Importance.class_idx == class_idx)
-        rows = list(session.scalars(stmt))
+        rows = queries.list_importances(session, run_id, epoch_from, epoch_to, class_idx)
         names = queries.class_names_of_runs(session, (r.run_id for r in rows))
-        return [queries.importance_out(r, names.get(r.run_id, [])) for r in rows]
+        return [importance_out(r, names.get(r.run_id, [])) for r in rows]
 
     return db.read(q)
 
 
 def ranking(session: Session, imp: Importance, limit: int, offset: int) -> ImportanceRankingOut:
     """One page of the ranking of ``imp`` with each neuron's patches at ``epoch_from`` and ``epoch_to``."""
-    page = ranking_of(session, imp, limit, offset)
+    page = queries.ranking_of(session, imp, limit, offset)
     names = queries.class_names_of_runs(session, [imp.run_id])
 
-    def refs(snapshot_id: int | None, neuron_id: int, patches: list) -> list:
-        return [queries.patch_ref_out(snapshot_id, neuron_id, p) for p in patches] if snapshot_id else []
+    def refs(snapshot_id: int | None, neuron_id: int, patches: list[PatchRef]) -> list[PatchOut]:
+        return [patch_out(snapshot_id, neuron_id, p) for p in patches] if snapshot_id else []
 
     return ImportanceRankingOut(
-        importance=queries.importance_out(imp, names.get(imp.run_id, [])),
+        importance=importance_out(imp, names.get(imp.run_id, [])),
         total=page.total,
         offset=page.offset,
         items=[
@@ -104,7 +102,7 @@ def get_ranking(
     neurons by importance score (then mean sensitivity, then id), each with its patches before and after."""
 
     def q(session: Session) -> ImportanceRankingOut:
-        imp = find_importance(session, run_id, epoch_from, epoch_to, class_idx)
+        imp = queries.find_importance(session, run_id, epoch_from, epoch_to, class_idx)
         if imp is None:
             raise NotFoundError(
                 f"importance of run {run_id} for class {class_idx} from epoch {epoch_from} to {epoch_to} is not "
@@ -125,11 +123,7 @@ def get_importance(
     importance_id: ImportanceId, db: DbDep, limit: Limit = 20, offset: Offset = 0
 ) -> ImportanceRankingOut:
     """Same as `/importance/ranking`, addressed by the computation's id."""
-    return db.read(
-        lambda s: ranking(
-            s, queries.get_or_404(s, Importance, importance_id, "importance computation"), limit, offset
-        )
-    )
+    return db.read(lambda s: ranking(s, queries.get_importance(s, importance_id), limit, offset))
 
 
 @router.get(
@@ -143,11 +137,11 @@ def get_importance_scores(importance_id: ImportanceId, db: DbDep) -> ImportanceS
     descending; ties by neuron id), with each one's 1-based rank; no patches."""
 
     def q(session: Session) -> ImportanceScoresOut:
-        imp = queries.get_or_404(session, Importance, importance_id, "importance computation")
-        scores = importance_scores(session, imp)
+        imp = queries.get_importance(session, importance_id)
+        scores = queries.importance_scores(session, imp)
         names = queries.class_names_of_runs(session, [imp.run_id])
         return ImportanceScoresOut(
-            importance=queries.importance_out(imp, names.get(imp.run_id, [])),
+            importance=importance_out(imp, names.get(imp.run_id, [])),
             neuron_id=scores.neuron_id.tolist(),
             score=scores.score.tolist(),
             mean_s=scores.mean_s.tolist(),

@@ -1,9 +1,15 @@
-"""Path safety for media files: a file path read from the database is served only if it lies in the data dir."""
+"""Media files: a file path read from the database is served only if it lies in the data dir, and an image only
+if its header says it is one of the expected formats and not larger than :data:`MAX_IMAGE_PIXELS` — checked before
+anything is decoded, so a decompression bomb is never expanded. Unreadable files are logged once each.
+"""
 
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path, PurePosixPath, PureWindowsPath
+
+from PIL import Image
 
 logger = logging.getLogger(__name__)
 
@@ -15,6 +21,49 @@ MEDIA_TYPES = {
     ".jpeg": "image/jpeg",
     ".gif": "image/gif",
 }
+
+#: Media type of each image format (as PIL names it) that may be served, whatever the file's suffix.
+FORMAT_MEDIA_TYPES = {"PNG": "image/png", "WEBP": "image/webp", "JPEG": "image/jpeg", "GIF": "image/gif"}
+
+#: Images with more pixels than this are never decoded or served (a sprite of 64-px tiles is 64 × 64k px at most).
+MAX_IMAGE_PIXELS = 1 << 22
+
+_warned: set[str] = set()
+_warned_lock = threading.Lock()
+
+
+class UnreadableMedia(Exception):
+    """The file cannot be served: not an image of an expected format, too large, truncated or unreadable."""
+
+
+def warn_once(key: str, message: str, *args: object) -> None:
+    """Log ``message`` as a warning the first time ``key`` is seen (per process; bounded memory)."""
+    with _warned_lock:
+        if key in _warned:
+            return
+        if len(_warned) >= 4096:
+            _warned.clear()
+        _warned.add(key)
+    logger.warning(message, *args)
+
+
+def open_image(path: Path) -> Image.Image:
+    """Open ``path`` lazily (its header only): an image of an expected format within the pixel limit, else
+    :class:`UnreadableMedia`. The caller decodes it (``load``/``crop``) inside ``with`` and handles
+    :data:`DECODE_ERRORS`."""
+    try:
+        image = Image.open(path, formats=list(FORMAT_MEDIA_TYPES))
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise UnreadableMedia(f"not a readable image ({type(exc).__name__})") from None
+    width, height = image.size
+    if width < 1 or height < 1 or width * height > MAX_IMAGE_PIXELS:
+        image.close()
+        raise UnreadableMedia(f"{width} × {height} px is over the {MAX_IMAGE_PIXELS} pixel limit")
+    return image
+
+
+#: What decoding a (header-checked) image may raise when its data is bad.
+DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError)
 
 
 def safe_media_path(data_dir: Path, relative: str | None) -> Path | None:
@@ -35,11 +84,12 @@ def safe_media_path(data_dir: Path, relative: str | None) -> Path | None:
     root = data_dir.resolve()
     try:
         full = (root / relative).resolve()
-    except (OSError, RuntimeError, ValueError):
-        return None
-    if not full.is_relative_to(root):
-        logger.warning("refused media path outside the data directory: %r", relative)
-        return None
-    if full.suffix.lower() not in MEDIA_TYPES or not full.is_file():
+        if not full.is_relative_to(root):
+            logger.warning("refused media path outside the data directory: %r", relative)
+            return None
+        if full.suffix.lower() not in MEDIA_TYPES or not full.is_file():
+            return None
+    except (OSError, RuntimeError, ValueError) as exc:  # e.g. a name longer than the file system allows
+        warn_once(relative, "media path %r cannot be used: %s", relative[:300], type(exc).__name__)
         return None
     return full

@@ -5,13 +5,11 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from backend.store.models import Run, Snapshot, Space, SpaceSnapshot
-from backend.store.queries import run_metrics
+from backend.store import queries
 
-from . import queries
+from .convert import finite
 from .deps import MAX_ID, DbDep, RunId
 from .schemas import EpochMetricsOut, ErrorOut, RunMetricsOut
 
@@ -41,18 +39,12 @@ def get_metrics(
     entropy of the embeddings) and movement (mean distance moved since the previous computed epoch)."""
 
     def q(session: Session) -> RunMetricsOut:
-        queries.get_or_404(session, Run, run_id, "run")
+        queries.get_run(session, run_id)
         sid = space_id
         if sid is None:
-            sid = session.scalar(
-                select(SpaceSnapshot.space_id)
-                .join(Snapshot, Snapshot.id == SpaceSnapshot.snapshot_id)
-                .where(Snapshot.run_id == run_id)
-                .order_by(SpaceSnapshot.space_id)
-                .limit(1)
-            )
+            sid = queries.default_space_of_run(session, run_id)
         else:
-            queries.get_or_404(session, Space, sid, "space")
+            queries.get_space(session, sid)
         epochs = [
             EpochMetricsOut(
                 epoch=m.epoch,
@@ -64,11 +56,11 @@ def get_metrics(
                 val_top1=m.val_top1,
                 val_top5=m.val_top5,
                 computed=m.computed,
-                coverage=queries.finite(m.coverage),
-                diversity=queries.finite(m.diversity),
-                movement=queries.finite(m.movement),
+                coverage=finite(m.coverage),
+                diversity=finite(m.diversity),
+                movement=finite(m.movement),
             )
-            for m in run_metrics(session, run_id, sid)
+            for m in queries.run_metrics(session, run_id, sid)
         ]
         return RunMetricsOut(run_id=run_id, space_id=sid, epochs=epochs)
 

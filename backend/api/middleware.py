@@ -1,13 +1,16 @@
-"""Pure-ASGI middleware: the write token check and the request body size limit.
+"""Pure-ASGI middleware: the write token check, the request body size limit and time limit, and the refusal of
+non-finite numbers in JSON bodies.
 
-Both answer before the application sees the request, with a small JSON body ``{"detail": ...}``.
+Each answers before the application sees the request, with a small JSON body ``{"detail": ...}``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
+import math
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -22,11 +25,16 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 #: Methods that change state and therefore need the token when one is configured.
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
+#: The request line and headers together may not exceed this many bytes (431). ``conceptevo serve`` also sets it
+#: as h11's limit, so a bigger head is never buffered; this middleware catches one that arrived in a single read.
+MAX_HEADER_BYTES = 32 * 1024
+
 
 async def send_json_error(
-    send: Send, status: int, detail: str, extra_headers: list[tuple[bytes, bytes]] | None = None
+    send: Send, status: int, detail: object, extra_headers: list[tuple[bytes, bytes]] | None = None
 ) -> None:
-    """Send a complete ``{"detail": detail}`` JSON response with ``status``."""
+    """Send a complete ``{"detail": detail}`` JSON response with ``status`` (``detail``: text, or a list of
+    validation errors)."""
     body = json.dumps({"detail": detail}).encode()
     headers = [
         (b"content-type", b"application/json"),
@@ -35,6 +43,29 @@ async def send_json_error(
     ]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+class HeaderLimitMiddleware:
+    """Refuse a request whose line and headers exceed ``max_bytes`` with 431 (and close the connection)."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int = MAX_HEADER_BYTES) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            size = len(scope.get("raw_path") or b"") + len(scope.get("query_string") or b"")
+            size += sum(len(name) + len(value) + 4 for name, value in scope["headers"])
+            if size > self.max_bytes:
+                logger.info("refused %s: request head of %d bytes", scope["method"], size)
+                await send_json_error(
+                    send,
+                    431,
+                    f"request headers too large (limit {self.max_bytes} bytes)",
+                    [(b"connection", b"close")],
+                )
+                return
+        await self.app(scope, receive, send)
 
 
 class TokenMiddleware:
@@ -69,16 +100,18 @@ class TokenMiddleware:
 
 
 class BodyLimitMiddleware:
-    """Refuse request bodies larger than ``max_bytes`` with 413, whether sized or chunked.
+    """Refuse request bodies larger than ``max_bytes`` with 413, whether sized or chunked, and bodies that do not
+    arrive in full within ``timeout_s`` seconds with 408 (a client trickling its body cannot hold a connection).
 
     A declared ``Content-Length`` above the limit is refused at once; otherwise the body is read (at most
     ``max_bytes`` + one chunk) and replayed to the application, so a chunked body that grows past the limit is
     refused too, before any handler runs.
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, timeout_s: float = 10.0) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.timeout_s = timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -108,8 +141,21 @@ class BodyLimitMiddleware:
         chunks: list[bytes] = []
         total = 0
         disconnect: Message | None = None
+        deadline = asyncio.get_running_loop().time() + self.timeout_s
         while True:
-            message = await receive()
+            try:
+                message = await asyncio.wait_for(receive(), deadline - asyncio.get_running_loop().time())
+            except TimeoutError:
+                logger.info(
+                    "refused %s %s: body too slow (over %g s)", scope["method"], scope["path"], self.timeout_s
+                )
+                await send_json_error(
+                    send,
+                    408,
+                    f"request body not received within {self.timeout_s:g} seconds",
+                    [(b"connection", b"close")],
+                )
+                return
             if message["type"] == "http.disconnect":
                 disconnect = message
                 break
@@ -140,3 +186,100 @@ class BodyLimitMiddleware:
         await send_json_error(
             send, 413, f"request body too large (limit {self.max_bytes} bytes)", [(b"connection", b"close")]
         )
+
+
+class _NonFinite(ValueError):
+    pass
+
+
+def _reject_constant(name: str) -> float:
+    raise _NonFinite(name)
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _NonFinite(text)
+    return value
+
+
+NON_FINITE_MESSAGE = (
+    "JSON numbers must be finite: NaN, Infinity and numbers too large for a double (such as 1e999) are not "
+    "allowed"
+)
+
+
+class FiniteJsonMiddleware:
+    """Refuse JSON request bodies holding ``NaN``, ``Infinity`` or a number that overflows a double (``1e999``)
+    with 422, in the shape of FastAPI's validation errors.
+
+    Python's JSON parser accepts those, and they then break every later step: the validation error that echoes
+    them cannot be rendered as JSON (a 500 with two tracebacks), and job parameters holding them cannot be stored.
+    Bodies that are not valid JSON pass through to FastAPI's own error. Runs inside :class:`BodyLimitMiddleware`,
+    so the body it reads is already bounded.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] not in WRITE_METHODS or not _is_json(scope):
+            await self.app(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        disconnect: Message | None = None
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                disconnect = message
+                break
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        problem = _non_finite(body) if disconnect is None and body else None
+        if problem is not None:
+            logger.info(
+                "refused %s %s: non-finite number %s in its JSON body",
+                scope["method"],
+                scope["path"],
+                problem,
+            )
+            error = {"type": "finite_number", "loc": ["body"], "msg": NON_FINITE_MESSAGE, "input": problem}
+            await send_json_error(send, 422, [error])
+            return
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                if disconnect is not None:
+                    return disconnect
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+
+def _is_json(scope: Scope) -> bool:
+    """Whether FastAPI would parse this request's body as JSON: an ``application/json`` or ``application/*+json``
+    content type, or none at all."""
+    for name, value in scope["headers"]:
+        if name == b"content-type":
+            media = value.split(b";", 1)[0].strip().lower()
+            return media == b"application/json" or (
+                media.startswith(b"application/") and media.endswith(b"+json")
+            )
+    return True
+
+
+def _non_finite(body: bytes) -> str | None:
+    """The first non-finite number literal in a JSON ``body`` (as written), or None (also for invalid JSON)."""
+    try:
+        json.loads(body, parse_constant=_reject_constant, parse_float=_finite_float)
+    except _NonFinite as exc:
+        return str(exc)[:40]
+    except (ValueError, RecursionError):  # not JSON (or absurdly nested): FastAPI answers that itself
+        return None
+    return None

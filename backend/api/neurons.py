@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from backend.store.models import NeuronState, Snapshot, Space
-from backend.store.queries import neuron_importances
+from backend.store import queries
 
-from . import queries
+from .convert import computed, finite, importance_out, neuron_at_snapshot_out, neuron_out, patch_out
 from .deps import DbDep, NeuronId, SnapshotId, SpaceId
 from .schemas import (
     ErrorOut,
+    NeighbourOut,
     NeighboursOut,
     NeuronAtSnapshotOut,
     NeuronImportanceOut,
@@ -32,7 +32,7 @@ NOT_FOUND = {404: {"model": ErrorOut, "description": "Unknown id, or not compute
 @router.get("/neurons/{neuron_id}", response_model=NeuronOut, responses=NOT_FOUND, summary="One neuron")
 def get_neuron(neuron_id: NeuronId, db: DbDep) -> NeuronOut:
     """The neuron's run, layer and channel."""
-    return db.read(lambda s: queries.neuron_out(*queries.neuron_with_layer(s, neuron_id)))
+    return db.read(lambda s: neuron_out(*queries.get_neuron(s, neuron_id)))
 
 
 @router.get(
@@ -45,7 +45,9 @@ def get_neuron_at_snapshot(
     space_id: SpaceId, snapshot_id: SnapshotId, neuron_id: NeuronId, db: DbDep
 ) -> NeuronAtSnapshotOut:
     """Position, stimuli (image index, activation maximum, label) and example patches, by stimulus rank."""
-    return db.read(lambda s: queries.neuron_at_snapshot(s, space_id, snapshot_id, neuron_id))
+    return db.read(
+        computed(lambda s: neuron_at_snapshot_out(queries.neuron_detail(s, neuron_id, snapshot_id, space_id)))
+    )
 
 
 @router.get(
@@ -57,12 +59,11 @@ def get_neuron_at_snapshot(
 def get_neuron_patches(neuron_id: NeuronId, snapshot_id: SnapshotId, db: DbDep) -> list[PatchOut]:
     """The example patches of the neuron at the snapshot (they do not depend on a space), by rank."""
 
-    def q(session: Session) -> list[PatchOut]:
-        queries.neuron_with_layer(session, neuron_id)
-        queries.get_or_404(session, Snapshot, snapshot_id, "snapshot")
-        return queries.patches_of(session, [(snapshot_id, neuron_id)])[(snapshot_id, neuron_id)]
-
-    return db.read(q)
+    return db.read(
+        lambda s: [
+            patch_out(snapshot_id, neuron_id, p) for p in queries.patches_of(s, snapshot_id, neuron_id)
+        ]
+    )
 
 
 @router.get(
@@ -75,20 +76,12 @@ def get_trajectory(space_id: SpaceId, neuron_id: NeuronId, db: DbDep) -> Traject
     """The neuron's 2-D position at every snapshot computed in the space, by epoch."""
 
     def q(session: Session) -> TrajectoryOut:
-        queries.neuron_with_layer(session, neuron_id)
-        queries.get_or_404(session, Space, space_id, "space")
-        rows = session.execute(
-            select(NeuronState.snapshot_id, Snapshot.epoch, NeuronState.x, NeuronState.y)
-            .join(Snapshot, Snapshot.id == NeuronState.snapshot_id)
-            .where(NeuronState.space_id == space_id, NeuronState.neuron_id == neuron_id)
-            .order_by(Snapshot.epoch)
-        ).all()
         return TrajectoryOut(
             neuron_id=neuron_id,
             space_id=space_id,
             points=[
-                TrajectoryPointOut(snapshot_id=sid, epoch=ep, x=queries.finite(x), y=queries.finite(y))
-                for sid, ep, x, y in rows
+                TrajectoryPointOut(snapshot_id=p.snapshot_id, epoch=p.epoch, x=finite(p.x), y=finite(p.y))
+                for p in queries.trajectory(session, space_id, neuron_id)
             ],
         )
 
@@ -112,7 +105,18 @@ def get_neighbours(
     """The `k` neuron states (any run, any epoch of the space) whose embedding vectors are nearest to this
     neuron's at this snapshot, nearest first; the neuron itself at this snapshot is excluded."""
     k = min(k, request.app.state.settings.neighbours_max_k)
-    return db.read(lambda s: queries.neighbours(s, space_id, snapshot_id, neuron_id, k))
+
+    def q(session: Session) -> NeighboursOut:
+        found = queries.neighbours_of(session, space_id, snapshot_id, neuron_id, k)
+        return NeighboursOut(
+            neuron_id=neuron_id,
+            space_id=space_id,
+            snapshot_id=snapshot_id,
+            k=k,
+            neighbours=[NeighbourOut(**dataclasses.asdict(n)) for n in found],
+        )
+
+    return db.read(computed(q))
 
 
 @router.get(
@@ -126,17 +130,17 @@ def get_neuron_importance(neuron_id: NeuronId, db: DbDep) -> list[NeuronImportan
     number of neurons ranked (`total`)."""
 
     def q(session: Session) -> list[NeuronImportanceOut]:
-        _, layer = queries.neuron_with_layer(session, neuron_id)
+        _, layer = queries.get_neuron(session, neuron_id)
         names = queries.class_names_of_runs(session, [layer.run_id])
         return [
             NeuronImportanceOut(
-                importance=queries.importance_out(found.importance, names.get(found.importance.run_id, [])),
+                importance=importance_out(found.importance, names.get(found.importance.run_id, [])),
                 score=found.score,
                 mean_s=found.mean_s,
                 rank=found.rank,
                 total=found.total,
             )
-            for found in neuron_importances(session, neuron_id)
+            for found in queries.neuron_importances(session, neuron_id)
         ]
 
     return db.read(q)

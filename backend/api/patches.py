@@ -4,6 +4,8 @@ The file path comes from the ``patches`` row (written by the worker), never from
 if it resolves inside the data directory. The worker writes one *sprite* per (snapshot, neuron): its k patches
 side by side as square tiles (tile ``rank`` = the stimulus of that rank). ``…/sprite`` serves that file as is
 (one request for a whole gallery row); ``…/{rank}`` serves the one tile, cut from it. A square file is one patch.
+A file that is not an image of an expected format, is over the pixel limit or cannot be decoded is a 404
+(logged once per file); nothing is decoded before its header passed :func:`.media.open_image`.
 """
 
 from __future__ import annotations
@@ -13,15 +15,22 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Response
 from fastapi.responses import FileResponse
-from PIL import Image
 
+from backend.store import queries
 from backend.store.errors import NotFoundError
-from backend.store.models import Patch
 
+from .caching import IfNoneMatch, cache_headers, file_etag, not_modified
 from .deps import DataDirDep, DbDep, NeuronId, SnapshotId
-from .media import MEDIA_TYPES, safe_media_path
+from .media import (
+    DECODE_ERRORS,
+    FORMAT_MEDIA_TYPES,
+    MEDIA_TYPES,
+    UnreadableMedia,
+    open_image,
+    safe_media_path,
+    warn_once,
+)
 from .schemas import ErrorOut
-from .settings import IMMUTABLE_CACHE_CONTROL
 
 router = APIRouter(tags=["patches"])
 
@@ -33,16 +42,16 @@ _IMAGE_RESPONSES = {
         "content": {
             t: {"schema": {"type": "string", "format": "binary"}} for t in sorted(set(MEDIA_TYPES.values()))
         },
-        "description": "The image, cacheable for a year.",
+        "description": "The image; `no-cache` with a strong `ETag` of its content (a recomputed snapshot rewrites "
+        "it in place).",
     },
+    304: {"description": "Not modified (`If-None-Match` matched the ETag)."},
     404: {"model": ErrorOut, "description": "No such patch, or its file is missing."},
 }
 
 
 def _patch_file(db, data_dir, snapshot_id: int, neuron_id: int, rank: int):
-    row = db.read(lambda s: s.get(Patch, (snapshot_id, neuron_id, rank)))
-    if row is None:
-        raise NotFoundError(f"no patch {rank} for neuron {neuron_id} at snapshot {snapshot_id}")
+    row = db.read(lambda s: queries.get_patch(s, snapshot_id, neuron_id, rank))
     path = safe_media_path(data_dir, row.file)
     if path is None:
         raise NotFoundError(
@@ -51,18 +60,40 @@ def _patch_file(db, data_dir, snapshot_id: int, neuron_id: int, rank: int):
     return path
 
 
+def _unreadable(path, snapshot_id: int, neuron_id: int, rank: int, why: object) -> NotFoundError:
+    warn_once(str(path), "patch image %s cannot be served: %s", path, why)
+    return NotFoundError(
+        f"the image of patch {rank} of neuron {neuron_id} at snapshot {snapshot_id} cannot be read"
+    )
+
+
 @router.get(
     "/patches/{snapshot_id}/{neuron_id}/sprite",
     response_class=FileResponse,
     responses=_IMAGE_RESPONSES,
     summary="All of a neuron's patches at a snapshot, as one image of square tiles",
 )
-def get_sprite(snapshot_id: SnapshotId, neuron_id: NeuronId, db: DbDep, data_dir: DataDirDep) -> FileResponse:
-    """The neuron's k patches side by side (tile i = stimulus of rank i), immutable, long cache lifetime."""
+def get_sprite(
+    snapshot_id: SnapshotId,
+    neuron_id: NeuronId,
+    db: DbDep,
+    data_dir: DataDirDep,
+    if_none_match: IfNoneMatch = None,
+) -> Response:
+    """The neuron's k patches side by side (tile i = stimulus of rank i); revalidated by its ETag."""
     path = _patch_file(db, data_dir, snapshot_id, neuron_id, 0)
-    return FileResponse(
-        path, media_type=MEDIA_TYPES[path.suffix.lower()], headers={"Cache-Control": IMMUTABLE_CACHE_CONTROL}
-    )
+    try:
+        etag = file_etag(path)
+    except OSError as exc:
+        raise _unreadable(path, snapshot_id, neuron_id, 0, exc) from None
+    if (unchanged := not_modified(if_none_match, etag)) is not None:
+        return unchanged
+    try:
+        with open_image(path) as image:  # the header only: served as stored, never decoded here
+            media_type = FORMAT_MEDIA_TYPES[str(image.format)]
+    except UnreadableMedia as exc:
+        raise _unreadable(path, snapshot_id, neuron_id, 0, exc) from None
+    return FileResponse(path, media_type=media_type, headers=cache_headers(etag))
 
 
 @router.get(
@@ -72,20 +103,38 @@ def get_sprite(snapshot_id: SnapshotId, neuron_id: NeuronId, db: DbDep, data_dir
     summary="One example patch image",
 )
 def get_patch(
-    snapshot_id: SnapshotId, neuron_id: NeuronId, rank: Rank, db: DbDep, data_dir: DataDirDep
+    snapshot_id: SnapshotId,
+    neuron_id: NeuronId,
+    rank: Rank,
+    db: DbDep,
+    data_dir: DataDirDep,
+    if_none_match: IfNoneMatch = None,
 ) -> Response:
-    """The image crop of the neuron's `rank`-th stimulus at the snapshot (immutable, long cache lifetime)."""
+    """The image crop of the neuron's `rank`-th stimulus at the snapshot; revalidated by its ETag."""
     path = _patch_file(db, data_dir, snapshot_id, neuron_id, rank)
-    headers = {"Cache-Control": IMMUTABLE_CACHE_CONTROL}
-    with Image.open(path) as image:
-        width, height = image.size
-        if width <= height:  # a file of its own
-            return FileResponse(path, media_type=MEDIA_TYPES[path.suffix.lower()], headers=headers)
-        if (rank + 1) * height > width:
-            raise NotFoundError(
-                f"the sprite of neuron {neuron_id} at snapshot {snapshot_id} has no tile {rank}"
-            )
-        tile = image.crop((rank * height, 0, (rank + 1) * height, height))
-        buffer = io.BytesIO()
-        tile.save(buffer, format="WEBP", lossless=True)
+    try:
+        etag = file_etag(path, f"tile {rank}")
+    except OSError as exc:
+        raise _unreadable(path, snapshot_id, neuron_id, rank, exc) from None
+    if (unchanged := not_modified(if_none_match, etag)) is not None:
+        return unchanged
+    headers = cache_headers(etag)
+    try:
+        with open_image(path) as image:
+            width, height = image.size
+            if width <= height:  # a file of its own
+                return FileResponse(path, media_type=FORMAT_MEDIA_TYPES[str(image.format)], headers=headers)
+            if (rank + 1) * height > width:
+                raise NotFoundError(
+                    f"the sprite of neuron {neuron_id} at snapshot {snapshot_id} has no tile {rank}"
+                )
+            try:
+                tile = image.crop((rank * height, 0, (rank + 1) * height, height))
+                tile.load()
+            except DECODE_ERRORS as exc:
+                raise UnreadableMedia(f"cannot be decoded ({type(exc).__name__}: {exc})") from None
+            buffer = io.BytesIO()
+            tile.save(buffer, format="WEBP", lossless=True)
+    except UnreadableMedia as exc:
+        raise _unreadable(path, snapshot_id, neuron_id, rank, exc) from None
     return Response(buffer.getvalue(), media_type="image/webp", headers=headers)

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from backend.store.models import Layer, Run
-from backend.store.queries import run_neurons
+from backend.store import queries
 
+from .convert import layer_out, run_summary
 from .deps import DbDep, RunId
-from .queries import computed_in, get_or_404, layer_out, run_snapshots, run_summary, snapshot_counts
 from .schemas import ErrorOut, LayerOut, RunNeuronsOut, RunOut, RunSummaryOut, SnapshotOut
 
 router = APIRouter(tags=["runs"])
@@ -21,8 +19,8 @@ def list_runs(db: DbDep) -> list[RunSummaryOut]:
     """Every registered run, by id, with its number of snapshots."""
 
     def q(session: Session) -> list[RunSummaryOut]:
-        counts = snapshot_counts(session)
-        return [run_summary(r, counts.get(r.id, 0)) for r in session.scalars(select(Run).order_by(Run.id))]
+        counts = queries.snapshot_counts(session)
+        return [run_summary(r, counts.get(r.id, 0)) for r in queries.list_runs(session)]
 
     return db.read(q)
 
@@ -37,9 +35,9 @@ def get_run(run_id: RunId, db: DbDep) -> RunOut:
     """A run with its snapshots by epoch: accuracies, losses, and the spaces each is computed in."""
 
     def q(session: Session) -> RunOut:
-        run = get_or_404(session, Run, run_id, "run")
-        snaps = run_snapshots(session, run_id)
-        spaces = computed_in(session, (s.id for s in snaps))
+        run = queries.get_run(session, run_id)
+        snaps = queries.list_snapshots(session, run_id)
+        spaces = queries.spaces_of_snapshots(session, (s.id for s in snaps))
         summary = run_summary(run, len(snaps))
         return RunOut(
             **summary.model_dump(),
@@ -71,12 +69,7 @@ def get_run(run_id: RunId, db: DbDep) -> RunOut:
 def list_layers(run_id: RunId, db: DbDep) -> list[LayerOut]:
     """The layers whose channels are the run's neurons, in network order (`idx`)."""
 
-    def q(session: Session) -> list[LayerOut]:
-        get_or_404(session, Run, run_id, "run")
-        layers = session.scalars(select(Layer).where(Layer.run_id == run_id).order_by(Layer.idx))
-        return [layer_out(layer) for layer in layers]
-
-    return db.read(q)
+    return db.read(lambda s: [layer_out(layer) for layer in queries.list_layers(s, run_id)])
 
 
 @router.get(
@@ -90,7 +83,7 @@ def list_neurons(run_id: RunId, db: DbDep) -> RunNeuronsOut:
     points of any snapshot (`neuron_id` → layer and channel) and find a neuron by layer and channel."""
 
     def q(session: Session) -> RunNeuronsOut:
-        table = run_neurons(session, run_id)
+        table = queries.run_neurons(session, run_id)
         return RunNeuronsOut(
             run_id=run_id,
             neuron_id=table.neuron_id.tolist(),

@@ -369,10 +369,16 @@ class JobOut(BaseModel):
     max_attempts: int
     progress: float = Field(description="Fraction done, 0 to 1.")
     message: str = Field(description="What the worker is doing now.")
-    worker_id: str | None
+    worker_id: str | None = Field(
+        description="The worker running (or that last ran) the job, by an opaque name that is the same for the "
+        "same worker everywhere (`worker-` + 8 hex digits); its host and process stay on the server."
+    )
     created_at: UtcDatetime
     started_at: UtcDatetime | None
     heartbeat_at: UtcDatetime | None
     finished_at: UtcDatetime | None
-    error: str | None
+    error: str | None = Field(
+        description="Why the job failed. Paths are relative to the server's data folder (others shortened to "
+        "`…/name`); the whole text is in the worker's log and `conceptevo jobs list`."
+    )
     result: dict[str, Any] | None

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from fastapi import APIRouter, Header, Query, Response
-from sqlalchemy import func, select
+from fastapi import APIRouter, Query, Response
 from sqlalchemy.orm import Session
 
-from backend.store.models import Snapshot, Space, SpaceSnapshot
-from backend.store.queries import SnapshotConcepts, snapshot_concepts
+from backend.store import queries
+from backend.store.errors import NotFoundError
+from backend.store.queries import SnapshotConcepts
 
+from .caching import IfNoneMatch
+from .convert import computed
 from .deps import DbDep, SnapshotId, SpaceId
 from .points import (
     CONCEPT_COLUMNS,
@@ -27,9 +29,11 @@ from .points import (
     points_etag,
     unpack_columns,
 )
-from .queries import get_or_404, not_computed, points_blob, snapshot_in_space
 from .schemas import ConceptsJsonOut, ErrorOut, PointsJsonOut, SpaceOut, SpaceSnapshotOut, SpaceSummaryOut
-from .settings import IMMUTABLE_CACHE_CONTROL
+from .settings import REVALIDATE_CACHE_CONTROL
+
+if TYPE_CHECKING:  # rows the store returns
+    from backend.store.models import Snapshot, Space
 
 router = APIRouter(tags=["spaces"])
 
@@ -52,18 +56,7 @@ def _summary(space: Space, base: Snapshot, n_snapshots: int) -> SpaceSummaryOut:
 def list_spaces(db: DbDep) -> list[SpaceSummaryOut]:
     """Every space, by id, with its base snapshot, hyper-parameters and number of computed snapshots."""
 
-    def q(session: Session) -> list[SpaceSummaryOut]:
-        counts = dict(
-            session.execute(
-                select(SpaceSnapshot.space_id, func.count()).group_by(SpaceSnapshot.space_id)
-            ).all()
-        )
-        rows = session.execute(
-            select(Space, Snapshot).join(Snapshot, Snapshot.id == Space.base_snapshot_id).order_by(Space.id)
-        ).all()
-        return [_summary(space, base, counts.get(space.id, 0)) for space, base in rows]
-
-    return db.read(q)
+    return db.read(lambda s: [_summary(*row) for row in queries.space_summaries(s)])
 
 
 @router.get(
@@ -76,24 +69,21 @@ def get_space(space_id: SpaceId, db: DbDep) -> SpaceOut:
     """A space with its fitting statistics and every snapshot computed in it (by run, then epoch)."""
 
     def q(session: Session) -> SpaceOut:
-        space = get_or_404(session, Space, space_id, "space")
-        base = get_or_404(session, Snapshot, space.base_snapshot_id, "snapshot")
-        rows = session.execute(
-            select(
-                SpaceSnapshot.snapshot_id,
-                Snapshot.run_id,
-                Snapshot.epoch,
-                SpaceSnapshot.n_points,
-                SpaceSnapshot.coverage,
-                SpaceSnapshot.diversity,
-                SpaceSnapshot.movement,
-                SpaceSnapshot.computed_at,
+        space = queries.get_space(session, space_id)
+        base = queries.get_snapshot(session, space.base_snapshot_id)
+        snaps = [
+            SpaceSnapshotOut(
+                snapshot_id=ss.snapshot_id,
+                run_id=snap.run_id,
+                epoch=snap.epoch,
+                n_points=ss.n_points,
+                coverage=ss.coverage,
+                diversity=ss.diversity,
+                movement=ss.movement,
+                computed_at=ss.computed_at,
             )
-            .join(Snapshot, Snapshot.id == SpaceSnapshot.snapshot_id)
-            .where(SpaceSnapshot.space_id == space_id)
-            .order_by(Snapshot.run_id, Snapshot.epoch)
-        ).all()
-        snaps = [SpaceSnapshotOut(**row._asdict()) for row in rows]
+            for ss, snap in queries.list_space_snapshots(session, space_id)
+        ]
         return SpaceOut(
             **_summary(space, base, len(snaps)).model_dump(), stats=dict(space.stats or {}), snapshots=snaps
         )
@@ -110,7 +100,8 @@ def _columns_response(
 ) -> Response:
     """The answer of a columnar endpoint: 304 when ``If-None-Match`` matches, else JSON or binary.
 
-    Computed columns never change, so both forms are immutable; the JSON form has its own ETag.
+    The columns change when their space is rebuilt (same id), so both forms are ``no-cache`` with a strong ETag
+    of their content (:mod:`.caching`); the JSON form has its own ETag.
 
     Args:
         etag: the strong ETag of the binary form.
@@ -121,7 +112,7 @@ def _columns_response(
     """
     if format == "json":
         etag = etag[:-1] + '-json"'
-    headers = {"ETag": etag, "Cache-Control": IMMUTABLE_CACHE_CONTROL, "Vary": "Accept-Encoding"}
+    headers = {"ETag": etag, "Cache-Control": REVALIDATE_CACHE_CONTROL, "Vary": "Accept-Encoding"}
     if etag_matches(if_none_match, etag):
         return Response(status_code=304, headers=headers)
     if format == "json":
@@ -145,16 +136,16 @@ COLUMNAR_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 
 FormatQuery = Annotated[Literal["binary", "json"], Query(description="Body encoding.")]
-IfNoneMatch = Annotated[str | None, Header(max_length=1024)]
 
 POINTS_DESCRIPTION = f"""\
 All neurons of one snapshot in one space: neuron id, layer index and 2-D position.
 
 By default the body is compact binary (`application/octet-stream`). {POINTS_FORMAT_DOC}
 
-`?format=json` gives the same columns as JSON arrays. Computed points never change: the answer carries a
-strong `ETag` and `Cache-Control: {IMMUTABLE_CACHE_CONTROL}`; a request with a matching `If-None-Match` gets
-304 with no body. A snapshot not (yet) computed in the space is a 404 (enqueue an `add_snapshot` job).
+`?format=json` gives the same columns as JSON arrays. The answer carries a strong `ETag` of its content and
+`Cache-Control: {REVALIDATE_CACHE_CONTROL}` (a rebuilt space keeps its id, so a cache must revalidate); a request
+with a matching `If-None-Match` gets 304 with no body. A snapshot not (yet) computed in the space is a 404
+(enqueue an `add_snapshot` job).
 """
 
 
@@ -174,7 +165,7 @@ def get_points(
 ) -> Response:
     """See the description; returns a raw response so the binary body is not re-encoded."""
 
-    blob, epoch = db.read(lambda s: points_blob(s, space_id, snapshot_id))
+    blob, epoch = db.read(computed(lambda s: queries.points_blob(s, space_id, snapshot_id)))
 
     def as_json() -> dict[str, object]:
         cols = unpack_columns(blob)
@@ -206,9 +197,9 @@ stimuli) and that class's share of its stimuli (`share`, 0–1). Class names are
 By default the body is compact binary (`application/octet-stream`), laid out like the points.
 {CONCEPTS_FORMAT_DOC}
 
-`?format=json` gives the same fields as JSON. Like the points, the answer is immutable (strong `ETag`,
-`Cache-Control: {IMMUTABLE_CACHE_CONTROL}`, 304 on a matching `If-None-Match`). A snapshot not (yet) computed in
-the space is a 404 (enqueue an `add_snapshot` job).
+`?format=json` gives the same fields as JSON. Like the points, the answer is revalidated (strong `ETag`,
+`Cache-Control: {REVALIDATE_CACHE_CONTROL}`, 304 on a matching `If-None-Match`). A snapshot not (yet) computed
+in the space is a 404 (enqueue an `add_snapshot` job).
 """
 
 
@@ -229,13 +220,13 @@ def get_concepts(
     """See the description; returns a raw response so the binary body is not re-encoded."""
 
     def q(session: Session) -> SnapshotConcepts:
-        found = snapshot_concepts(session, space_id, snapshot_id)
+        found = queries.snapshot_concepts(session, space_id, snapshot_id)
         if found is None:
-            _, snapshot = snapshot_in_space(session, space_id, snapshot_id)
-            raise not_computed(space_id, snapshot)
+            missing = queries.not_computed(session, space_id, snapshot_id)
+            raise missing or NotFoundError(f"snapshot {snapshot_id} has no concepts in space {space_id}")
         return found
 
-    c = db.read(q)
+    c = db.read(computed(q))
     block = pack_columns(CONCEPT_COLUMNS, (c.neuron_id, c.class_idx, c.share))
     fields = {
         "space_id": space_id,

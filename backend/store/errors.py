@@ -24,3 +24,13 @@ class LeaseLost(StoreError):
 
     The worker must stop working on the job; nothing of what it tried to write has been committed.
     """
+
+
+class NotComputedError(NotFoundError):
+    """A snapshot that exists but is not computed in the space asked about (a 404 too; an ``add_snapshot``
+    job computes it). ``space_id`` and ``snapshot_id`` say which."""
+
+    def __init__(self, message: str, space_id: int, snapshot_id: int) -> None:
+        super().__init__(message)
+        self.space_id = space_id
+        self.snapshot_id = snapshot_id

@@ -260,6 +260,7 @@ class Job(Base):
     ``dedupe_key`` = sha256 of ``kind`` + canonical params JSON. ``active_key`` equals ``dedupe_key`` while
     the job is queued or running and is NULL once it ends; a UNIQUE index on it makes "an identical job is
     not queued twice" hold even under concurrent enqueuers (NULLs never collide, on SQLite and on PostgreSQL).
+    A deferred job (its input not ready yet) waits in ``queued`` until ``not_before``.
     """
 
     __tablename__ = "jobs"
@@ -287,3 +288,7 @@ class Job(Base):
     finished_at: Mapped[datetime | None] = mapped_column(DateTime)
     error: Mapped[str | None] = mapped_column(Text)
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    not_before: Mapped[datetime | None] = mapped_column(DateTime)
+    """A deferred job is not claimed before this time (NULL: at once); see ``queue.defer``."""
+    deferrals: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    """How often the job was deferred (its input was not ready); not counted as attempts."""

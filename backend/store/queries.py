@@ -523,7 +523,9 @@ def not_computed(session: Session, space_id: int, snapshot_id: int) -> NotComput
     )
 
 
-def _state(session: Session, space_id: int, snapshot_id: int, neuron_id: int, run_id: int | None) -> NeuronState:
+def _state(
+    session: Session, space_id: int, snapshot_id: int, neuron_id: int, run_id: int | None
+) -> NeuronState:
     """The state of (space, snapshot, neuron), or the NotFoundError that says why there is none: an unknown space
     or snapshot, a snapshot of another run than ``run_id`` (when given), a snapshot not computed in the space
     (:class:`NotComputedError`), or a neuron the computation left out."""

@@ -1,11 +1,12 @@
-"""The job queue (DESIGN.md §5): enqueue, claim, heartbeat, finish/fail, cancel/retry/release.
+"""The job queue (DESIGN.md §5): enqueue, claim, heartbeat, finish/fail, defer, cancel/retry/release.
 
 Life of a job::
 
     enqueue → queued ──claim──▶ running ──finish/finishing──▶ done
                  ▲                 │ ├──fail(retry=False, or attempts used up)──▶ failed ──retry──▶ queued
-                 │                 │ └──cancel──▶ cancelled ──retry──▶ queued
-                 └──release / fail(retry=True) / lease expired and claimed again──┘
+                 │                 │ ├──cancel──▶ cancelled ──retry──▶ queued
+                 │                 │ └──defer, too often──▶ failed
+                 └──release / fail(retry=True) / defer / lease expired and claimed again──┘
 
 Guarantees (on SQLite and PostgreSQL):
 
@@ -19,6 +20,10 @@ Guarantees (on SQLite and PostgreSQL):
   extends it.
   A job whose lease expired (dead worker) is claimed again; every claim counts an attempt, and a job whose
   attempts are used up is marked failed instead of being claimed again.
+* **Deferral** — a handler whose input is not ready yet (:func:`defer`) puts its job back with a not-before
+  time that doubles with each deferral (:func:`defer_delay`, up to a cap); ``claim`` skips jobs not yet due, so
+  a waiting job never stalls the others. Deferrals are counted (not as attempts); a job deferred more than
+  ``max_deferrals`` times fails with the handler's reason.
 * **One transaction for results** — :func:`finishing` marks the job done and commits the handler's rows
   together, only if the worker still owns the job; otherwise it raises :class:`LeaseLost` and writes nothing.
 """
@@ -37,7 +42,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import Select, and_, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -52,6 +57,13 @@ ACTIVE_STATUSES: tuple[str, ...] = ("queued", "running")
 FINAL_STATUSES: tuple[str, ...] = ("done", "failed", "cancelled")
 _MAX_MESSAGE = 1000
 _MAX_ERROR = 20000
+
+DEFER_BASE_S = 2.0
+"""The first deferral waits this long; each further one twice as long as the one before …"""
+DEFER_CAP_S = 30.0
+"""… but never longer than this."""
+MAX_DEFERRALS = 20
+"""A job deferred this many times fails at its next deferral (with the defaults: after about 8.5 minutes)."""
 
 
 @dataclass(frozen=True)
@@ -76,6 +88,8 @@ class JobInfo:
     finished_at: datetime | None
     error: str | None
     result: dict[str, Any] | None
+    not_before: datetime | None = None
+    deferrals: int = 0
 
     @property
     def active(self) -> bool:
@@ -108,6 +122,8 @@ def job_info(job: Job) -> JobInfo:
         finished_at=_aware(job.finished_at),
         error=job.error,
         result=dict(job.result) if job.result is not None else None,
+        not_before=_aware(job.not_before),
+        deferrals=int(job.deferrals or 0),
     )
 
 
@@ -221,11 +237,31 @@ def enqueue_in(
     return job_info(job), True
 
 
+def claim_candidates(now: datetime, kinds: Sequence[str] | None, dialect_name: str) -> Select[tuple[Job]]:
+    """The claim's candidate query at ``now`` (naive UTC): queued jobs that are due (no ``not_before``, or one
+    that has passed) and running jobs whose lease expired; highest priority, then oldest; 8 at most.
+
+    The same statement on every dialect; on PostgreSQL :func:`dialects.lock_for_claim` adds
+    ``FOR UPDATE SKIP LOCKED``.
+    """
+    stmt = select(Job).where(
+        or_(
+            and_(Job.status == "queued", or_(Job.not_before.is_(None), Job.not_before <= now)),
+            and_(Job.status == "running", Job.lease_expires_at < now),
+        )
+    )
+    if kinds is not None:
+        stmt = stmt.where(Job.kind.in_(list(kinds)))
+    stmt = stmt.order_by(Job.priority.desc(), Job.created_at, Job.id).limit(8)
+    return dialects.lock_for_claim(stmt, dialect_name)
+
+
 def claim(
     store: Store, worker_id: str, kinds: Sequence[str] | None = None, lease_s: float = 60.0
 ) -> JobInfo | None:
     """Atomically take the next job (highest priority, then oldest) for ``worker_id``; None if there is none.
 
+    Skips queued jobs whose ``not_before`` has not come yet (deferred, see :func:`defer`).
     Also takes running jobs whose lease expired (their worker died). Each claim counts an attempt; a job whose
     ``attempts`` already reached ``max_attempts`` is marked failed ("worker lost …") instead and skipped.
     ``kinds`` restricts the job kinds this worker accepts.
@@ -236,16 +272,7 @@ def claim(
         for _ in range(100):
             now = utcnow()
             until = _lease_until(now, lease_s)
-            stmt = select(Job).where(
-                or_(
-                    Job.status == "queued",
-                    and_(Job.status == "running", Job.lease_expires_at < now),
-                )
-            )
-            if kinds is not None:
-                stmt = stmt.where(Job.kind.in_(list(kinds)))
-            stmt = stmt.order_by(Job.priority.desc(), Job.created_at, Job.id).limit(8)
-            candidates = list(s.scalars(dialects.lock_for_claim(stmt, store.dialect)).all())
+            candidates = list(s.scalars(claim_candidates(now, kinds, store.dialect)).all())
             if not candidates:
                 return None
             for job in candidates:
@@ -455,6 +482,86 @@ def release(store: Store, job_id: int, worker_id: str) -> bool:
         return res.rowcount == 1
 
 
+def defer_delay(deferrals: int, base_s: float = DEFER_BASE_S, cap_s: float = DEFER_CAP_S) -> float:
+    """Seconds a job waits after its ``deferrals + 1``-th deferral: ``base_s · 2^deferrals``, at most ``cap_s``."""
+    if base_s <= 0 or cap_s <= 0:
+        raise ValueError(f"deferral delays must be positive, got base {base_s} s and cap {cap_s} s")
+    return min(cap_s, base_s * 2.0 ** min(deferrals, 64))
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+
+def defer(
+    store: Store,
+    job_id: int,
+    worker_id: str,
+    reason: str,
+    gave_up: str | None = None,
+    base_s: float = DEFER_BASE_S,
+    cap_s: float = DEFER_CAP_S,
+    max_deferrals: int = MAX_DEFERRALS,
+) -> JobInfo | None:
+    """Put a running job back in the queue because its input is not ready yet (``reason``, e.g. "space 3 is not
+    built yet"), not to be claimed before ``now + defer_delay(deferrals)``; the attempt is not counted.
+
+    A job already deferred ``max_deferrals`` times fails instead, with ``gave_up`` (a reason that says why the
+    input never came, default ``reason``) and how long it waited. Returns the job as it is now, or None if
+    ``worker_id`` no longer owns it.
+    """
+    if max_deferrals < 0:
+        raise ValueError(f"max_deferrals must be ≥ 0, got {max_deferrals}")
+    reason = (reason or "input not ready").strip()
+    now = utcnow()
+    with store.session() as s:
+        job = s.scalars(select(Job).where(_owned(job_id, worker_id))).first()
+        if job is None:
+            return None
+        done = int(job.deferrals or 0)
+        if done >= max_deferrals:
+            waited = (now - (job.created_at or now)).total_seconds()
+            error = f"{gave_up or reason} (deferred {done} times over {_duration(waited)}, gave up)"[
+                :_MAX_ERROR
+            ]
+            values: dict[str, Any] = {
+                "status": "failed",
+                "active_key": None,
+                "lease_expires_at": None,
+                "finished_at": now,
+                "error": error,
+                "message": error[:_MAX_MESSAGE],
+            }
+        else:
+            delay = defer_delay(done, base_s, cap_s)
+            values = {
+                "status": "queued",
+                "worker_id": None,
+                "lease_expires_at": None,
+                "attempts": max(0, job.attempts - 1),
+                "deferrals": done + 1,
+                "not_before": now + timedelta(seconds=delay),
+                "progress": 0.0,
+                "message": f"waiting: {reason} (deferred {done + 1} times; next try in {_duration(delay)})"[
+                    :_MAX_MESSAGE
+                ],
+            }
+        res = s.execute(
+            update(Job)
+            .where(_owned(job_id, worker_id))
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+        if res.rowcount != 1:
+            return None
+        info = job_info(_get(s, job_id))
+    if info.status == "failed":
+        log.warning("job %d failed: %s", job_id, info.error)
+    else:
+        log.info("job %d deferred (%d): %s", job_id, info.deferrals, reason)
+    return info
+
+
 def cancel(store: Store, job_id: int) -> JobInfo:
     """Cancel a queued or running job (a running job's worker sees ``heartbeat`` return False).
 
@@ -506,6 +613,8 @@ def retry(store: Store, job_id: int) -> JobInfo:
         job.message = "queued again"
         job.error = None
         job.result = None
+        job.not_before = None
+        job.deferrals = 0
         try:
             s.flush()
         except IntegrityError as exc:
@@ -514,6 +623,24 @@ def retry(store: Store, job_id: int) -> JobInfo:
             ) from exc
         info = job_info(job)
     log.info("job %d queued again", job_id)
+    return info
+
+
+def remove(store: Store, job_id: int) -> JobInfo:
+    """Delete a job's row, whatever its state; returns the job as it was removed (a queued or running job is
+    cancelled first: its worker's next heartbeat returns False and its results are never written). Raises
+    :class:`NotFoundError` for an unknown id."""
+    with store.session() as s:
+        job = _get(s, job_id)
+        if job.status in ACTIVE_STATUSES:
+            job.status = "cancelled"
+            job.active_key = None
+            job.finished_at = utcnow()
+            job.lease_expires_at = None
+            job.message = "cancelled"
+        info = job_info(job)
+        s.delete(job)
+    log.info("job %d removed", job_id)
     return info
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from sqlalchemy import Engine, inspect, select, text, update
+from sqlalchemy import DateTime, Engine, inspect, select, text, update
 from sqlalchemy.engine import Connection
 
 from backend.store import dialects
@@ -20,7 +20,7 @@ from backend.store.models import Base, SchemaInfo
 log = logging.getLogger(__name__)
 
 APP_NAME = "conceptevo"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """The schema version this code reads and writes."""
 
 Migration = Callable[[Connection], None]
@@ -49,7 +49,18 @@ def _migrate_v0_to_v1(conn: Connection) -> None:
     conn.execute(text("CREATE UNIQUE INDEX ux_jobs_active_key ON jobs (active_key)"))
 
 
-MIGRATIONS: dict[int, Migration] = {0: _migrate_v0_to_v1}
+def _migrate_v1_to_v2(conn: Connection) -> None:
+    """v1 → v2: deferred jobs wait — ``jobs.not_before`` (claimed only once due) and ``jobs.deferrals``
+    (how often deferred). Columns already present are left alone."""
+    have = {c["name"] for c in inspect(conn).get_columns("jobs")}
+    if "not_before" not in have:
+        timestamp = DateTime().compile(dialect=conn.dialect)
+        conn.execute(text(f"ALTER TABLE jobs ADD COLUMN not_before {timestamp}"))
+    if "deferrals" not in have:
+        conn.execute(text("ALTER TABLE jobs ADD COLUMN deferrals INTEGER NOT NULL DEFAULT 0"))
+
+
+MIGRATIONS: dict[int, Migration] = {0: _migrate_v0_to_v1, 1: _migrate_v1_to_v2}
 """``MIGRATIONS[v]`` migrates schema version ``v`` to ``v + 1``."""
 
 

@@ -125,7 +125,7 @@ def test_demo_cli_prints_the_url_then_serves_beside_a_worker(tmp_path: Path, mon
         def wait(self, timeout: float) -> int:
             return 0
 
-    def fake_serve(host: str, port: int, open_browser: bool) -> None:
+    def fake_serve(host: str, port: int, open_browser: bool, insecure_no_token: bool = False) -> None:
         events.append(f"serve {host}:{port} open={open_browser}")
 
     monkeypatch.setenv("CONCEPTEVO_DATA", str(tmp_path))

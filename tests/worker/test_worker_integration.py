@@ -12,6 +12,7 @@ import re
 import shutil
 import signal
 import subprocess
+import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -315,9 +316,10 @@ def test_sigkilled_worker_job_is_completed_by_another_with_one_result_set(
         dead = get_job(store, job.id)
         assert (dead.status, dead.worker_id, dead.attempts) == ("running", job.worker_id, 1)
 
-        rescuer = data.worker(
-            "--max-jobs", "1", "--poll", "0.3"
-        )  # waits for the dead worker's lease to expire
+        # The rescuer must find the dead worker's lease expired, or it claims a queued job instead (a worker
+        # claims within a second of starting now that it imports each kind's handler when it first runs one).
+        time.sleep(data.lease_s + 0.5)
+        rescuer = data.worker("--max-jobs", "1", "--poll", "0.3")
         assert wait_exit(rescuer, 240, data.logs[-1]) == 0, data.logs[-1].read_text()[-3000:]
         done = get_job(store, job.id)
         assert done.status == "done", done

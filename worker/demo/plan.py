@@ -12,17 +12,15 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import select
-
 from backend.store import (
-    Importance,
-    Space,
     Store,
-    enqueue,
     find_run,
+    find_space,
+    list_importances,
     list_snapshots,
     list_space_snapshots,
 )
+from backend.store.jobspec import enqueue_job, parse
 from worker.demo.runs import DEMO_RUNS
 from worker.demo.world import demo_world_ready as demo_world_ready  # re-exported: tests and callers use it
 from worker.engine.milestones import epochs_at_milestones
@@ -64,16 +62,11 @@ def enqueue_demo_jobs(store: Store, root: Path) -> DemoPlan:
         runs = {name: find_run(session, name) for name in DEMO_RUNS}
         snapshots = {name: list_snapshots(session, run.id) for name, run in runs.items()}
         run_ids = {name: run.id for name, run in runs.items()}
-        space = session.scalars(select(Space).where(Space.name == DEMO_SPACE)).first()
+        space = find_space(session, DEMO_SPACE)
         built = space is not None and bool(space.reducer)
         space_id = space.id if built else None
         computed = {snap.id for _row, snap in list_space_snapshots(session, space_id)} if built else set()
-        stages_done = {
-            (run_id, start, end)
-            for run_id, start, end in session.execute(
-                select(Importance.run_id, Importance.epoch_from, Importance.epoch_to)
-            )
-        }
+        stages_done = {(imp.run_id, imp.epoch_from, imp.epoch_to) for imp in list_importances(session)}
 
     jobs: list[tuple[str, dict]] = []
     if not built:
@@ -100,6 +93,6 @@ def enqueue_demo_jobs(store: Store, root: Path) -> DemoPlan:
             else:
                 jobs.append(("importance", {"run_id": run_id, "epoch_from": start, "epoch_to": end}))
     for kind, params in jobs:
-        job, created = enqueue(store, kind, params, priority=PRIORITY[kind])
+        job, created = enqueue_job(store, parse(kind, params), priority=PRIORITY[kind])
         (plan.queued if created else plan.existing).append(job.id)
     return plan

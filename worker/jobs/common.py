@@ -6,7 +6,7 @@ import logging
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TypeVar
 
 import numpy as np
 from sqlalchemy import select
@@ -17,6 +17,7 @@ from backend.store import (
     Run,
     Snapshot,
     Space,
+    jobspec,
     unpack_f32,
     unpack_u8,
 )
@@ -30,15 +31,19 @@ from worker.runner import JobContext
 
 log = logging.getLogger(__name__)
 
+P = TypeVar("P", bound=jobspec.JobParams)
 
-def require(params: dict[str, Any], key: str, kind: type, job_kind: str) -> Any:
-    """A job parameter of the right type, or a one-line error naming it."""
-    if key not in params:
-        raise ConceptEvoError(f"{job_kind} job: parameter {key!r} is missing")
-    value = params[key]
-    if not isinstance(value, kind) or isinstance(value, bool) and kind is int:
-        raise ConceptEvoError(f"{job_kind} job: parameter {key!r} must be {kind.__name__}, got {value!r}")
-    return value
+
+def job_params(ctx: JobContext, model: type[P]) -> P:
+    """The job's parameters read through their spec (:mod:`backend.store.jobspec`, the same models the API and the
+    CLI use), or a one-line error naming the bad one."""
+    try:
+        spec = jobspec.parse(ctx.job.kind, ctx.params)
+    except jobspec.JobParamsError as exc:
+        raise ConceptEvoError(str(exc)) from None
+    if not isinstance(spec, model):
+        raise ConceptEvoError(f"{ctx.job.kind} job: its handler expects {model.kind} parameters")
+    return spec
 
 
 def dataset_of(ctx: JobContext, dataset: Dataset) -> ImageFolderDataset:

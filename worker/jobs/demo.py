@@ -1,6 +1,6 @@
 """Job handler ``demo``: make the demo world (images + three training runs), register it, queue the rest.
 
-Params (``DemoParams`` in ``backend/api/jobs.py``; ``conceptevo demo`` queues the same form): ``size``
+Params (``DemoParams`` in :mod:`backend.store.jobspec`; the API and ``conceptevo demo`` queue the same form): ``size``
 (``default`` or ``small``) and ``seed``. The files land under ``<data dir>/demo``; what is already complete
 there is reused.
 
@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from backend.store import finishing
+from backend.store.jobspec import DemoParams, JobParamsError, parse
 from worker.demo.generate import DemoDataSummary, generate_demo_data
 from worker.demo.plan import enqueue_demo_jobs, register_demo
 from worker.demo.runs import DEMO_RUNS, train_demo_runs
@@ -146,14 +147,13 @@ def _training_work(config: TrainConfig, n_train: int, n_val: int) -> float:
 
 
 def _params(params: dict[str, Any]) -> tuple[str, int]:
-    """``(size, seed)`` of a demo job, checked (the API validates them too; the queue accepts any JSON)."""
-    size = params.get("size", "default")
-    if size not in ("default", "small"):
-        raise ConceptEvoError(f"demo job: size must be 'default' or 'small', got {size!r}")
-    seed = params.get("seed", 0)
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ConceptEvoError(f"demo job: seed must be a non-negative integer, got {seed!r}")
-    return size, seed
+    """``(size, seed)`` of a demo job, read through its spec (``DemoParams``; the queue accepts any JSON)."""
+    try:
+        spec = parse("demo", params)
+    except JobParamsError as exc:
+        raise ConceptEvoError(str(exc)) from None
+    assert isinstance(spec, DemoParams)
+    return spec.size, spec.seed
 
 
 def handle_demo_world(ctx: JobContext) -> None:

@@ -1,9 +1,9 @@
 """Job handlers ``importance`` (Eq 5–7 for a run, t → t', classes) and ``revert_eval`` (the §4.4 check).
 
-``importance`` params (as ``POST /api/jobs`` validates them): ``run_id``, ``epoch_from``, ``epoch_to``,
-optional ``classes`` (class indices; default all). Optional, CLI only: ``images`` per class (default 128,
-as the paper) and ``seed``.
-``revert_eval``: the same plus optional ``reps`` (default 5); its table is the job's result.
+Params are read through their spec (``ImportanceParams``, ``RevertEvalParams`` in :mod:`backend.store.jobspec`,
+the models the API and the CLI use too): ``run_id``, ``epoch_from`` < ``epoch_to``, optional ``classes`` (class
+indices; default all), ``images`` per class (default 128, as the paper) and ``seed``.
+``revert_eval``: the same plus ``reps`` (default 5); its table is the job's result.
 """
 
 from __future__ import annotations
@@ -22,14 +22,15 @@ from backend.store import (
     run_neurons,
     write_importance,
 )
+from backend.store.jobspec import EvolutionParams, ImportanceParams, RevertEvalParams
 from worker.engine.importance import evolution_importance, sample_class_images
 from worker.engine.reversion import LabelledImages, reversion_table
 from worker.errors import ConceptEvoError
 from worker.jobs.common import (
     dataset_of,
+    job_params,
     layers_of,
     model_of,
-    require,
     sibling_split,
 )
 from worker.runner import JobContext
@@ -37,23 +38,20 @@ from worker.runner import JobContext
 log = logging.getLogger(__name__)
 
 
-def _inputs(ctx: JobContext, kind: str) -> dict[str, Any]:
-    params = ctx.params
+def _inputs(ctx: JobContext, spec: EvolutionParams) -> dict[str, Any]:
+    kind = spec.kind
     with ctx.store.session(readonly=True) as session:
-        run = get_run(session, require(params, "run_id", int, kind))
-        start = find_snapshot(session, run.id, require(params, "epoch_from", int, kind))
-        end = find_snapshot(session, run.id, require(params, "epoch_to", int, kind))
+        run = get_run(session, spec.run_id)
+        start = find_snapshot(session, run.id, spec.epoch_from)
+        end = find_snapshot(session, run.id, spec.epoch_to)
         images = dataset_of(ctx, session.get(Dataset, run.dataset_id))
         model_t, model_t2 = model_of(ctx, run, start), model_of(ctx, run, end)
         layers = layers_of(session, run, model_t, images)
         neuron_ids = run_neurons(session, run.id).neuron_id
         run_id, n_classes = run.id, run.num_classes
-    classes = params.get("classes") or list(range(n_classes))
-    if not isinstance(classes, list) or not all(isinstance(c, int) and 0 <= c < n_classes for c in classes):
-        raise ConceptEvoError(f"{kind} job: classes must be a list of class indices in 0..{n_classes - 1}")
-    per_class = int(params.get("images", 128))
-    if per_class < 1:
-        raise ConceptEvoError(f"{kind} job: images must be at least 1")
+    classes = list(spec.classes or range(n_classes))
+    if any(c >= n_classes for c in classes):
+        raise ConceptEvoError(f"{kind} job: classes must be class indices in 0..{n_classes - 1}")
     return {
         "run_id": run_id,
         "images": images,
@@ -62,8 +60,8 @@ def _inputs(ctx: JobContext, kind: str) -> dict[str, Any]:
         "layers": layers,
         "neuron_ids": neuron_ids,
         "classes": classes,
-        "per_class": per_class,
-        "seed": int(params.get("seed", 0)),
+        "per_class": spec.images,
+        "seed": spec.seed,
     }
 
 
@@ -73,7 +71,8 @@ def _load(dataset, indices: np.ndarray) -> torch.Tensor:
 
 def handle_importance(ctx: JobContext) -> None:
     """Importance of every neuron's evolution t → t' for each requested class; one transaction."""
-    inputs = _inputs(ctx, "importance")
+    spec = job_params(ctx, ImportanceParams)
+    inputs = _inputs(ctx, spec)
     images = inputs["images"]
     samples = {
         c: sample_class_images(images.targets, c, n=inputs["per_class"], seed=inputs["seed"])
@@ -96,8 +95,8 @@ def handle_importance(ctx: JobContext) -> None:
             write_importance(
                 session,
                 inputs["run_id"],
-                ctx.params["epoch_from"],
-                ctx.params["epoch_to"],
+                spec.epoch_from,
+                spec.epoch_to,
                 c,
                 int(importance.n_images[0]),
                 inputs["neuron_ids"],
@@ -108,12 +107,12 @@ def handle_importance(ctx: JobContext) -> None:
 
 def handle_revert_eval(ctx: JobContext) -> None:
     """The reversion check (§4.4, Table 1) for one evolution stage; the table is the job's result."""
-    inputs = _inputs(ctx, "revert_eval")
+    spec = job_params(ctx, RevertEvalParams)
+    inputs = _inputs(ctx, spec)
     train = inputs["images"]
     val = sibling_split(train, "val")
     if val is None:
         raise ConceptEvoError(f"revert_eval job: no val/ folder beside {train.root} to measure accuracy on")
-    reps = int(ctx.params.get("reps", 5))
 
     def labelled(dataset) -> LabelledImages:
         return LabelledImages(targets=np.asarray(dataset.targets), load=lambda idx: _load(dataset, idx))
@@ -125,11 +124,11 @@ def handle_revert_eval(ctx: JobContext) -> None:
         labelled(train),
         labelled(val),
         inputs["classes"],
-        reps=reps,
+        reps=spec.reps,
         n_images=inputs["per_class"],
         seed=inputs["seed"],
         device=ctx.device,
-        label=f"{ctx.params['epoch_from']} → {ctx.params['epoch_to']}",
+        label=f"{spec.epoch_from} → {spec.epoch_to}",
         progress=ctx.stage(0.0, 0.99),
     )
     result = {"table": table.to_dict(), "markdown": table.to_markdown()}

@@ -3,14 +3,21 @@
 Layout: one WebP sprite per (snapshot, neuron) — ``patches/s<snapshot id>/n<neuron id>.webp`` under the
 data directory — holding the neuron's k patches side by side as square tiles (tile ``r`` = stimulus of
 rank ``r``, each ``TILE`` pixels). One file per neuron instead of per patch keeps the demo world at
-~20k small files instead of ~200k, and lets the page show a neuron's patches with one request. Files
-are written to temporary names and renamed into place *before* the transaction that references them
-commits; rewriting a snapshot simply replaces them.
+~20k small files instead of ~200k, and lets the page show a neuron's patches with one request.
+
+A job writes its sprites into its scratch folder (``staging``, see :attr:`worker.runner.JobContext.scratch`),
+mirroring that layout, and :func:`publish_files` renames them into place as the last step of the transaction that
+writes the rows referencing them; rewriting a snapshot simply replaces them. A job cancelled, failed or killed
+before that leaves its files in the scratch folder, which the worker removes — never sprites without rows.
 """
 
 from __future__ import annotations
 
+import errno
 import io
+import logging
+import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -28,6 +35,8 @@ from worker.models.layers import LayerSpec
 
 TILE = 64
 
+log = logging.getLogger(__name__)
+
 
 def sprite_path(snapshot_id: int, neuron_id: int) -> str:
     """The sprite's path relative to the data directory."""
@@ -42,6 +51,7 @@ def write_patch_files(
     layers: list[LayerSpec],
     dataset: ImageFolderDataset,
     progress: Callable[[float, str], None] | None = None,
+    staging: Path | None = None,
 ) -> list[dict]:
     """Crop every stimulus under its neuron's receptive field, write the sprites, return patch rows.
 
@@ -53,6 +63,8 @@ def write_patch_files(
         layers: its analysed layers.
         dataset: the images (each decoded once here).
         progress: ``f(fraction, message)``.
+        staging: write the sprites under this folder (same relative paths) for :func:`publish_files` to move
+            into place with the rows; None writes them in place at once.
 
     Returns:
         One dict per patch for :func:`backend.store.write_patches`.
@@ -80,7 +92,7 @@ def write_patch_files(
                 "file": sprite_path(snapshot_id, int(neuron_ids[crop.neuron])),
             }
         )
-    root = Path(data_dir())
+    root = Path(staging) if staging is not None else Path(data_dir())
     for row_index, neuron_id in enumerate(neuron_ids):
         buffer = io.BytesIO()
         Image.fromarray(sprites[row_index]).save(buffer, format="WEBP", quality=85, method=0)
@@ -96,3 +108,27 @@ def _fit(crop: Image.Image) -> np.ndarray:
     size = (max(1, round(crop.width * scale)), max(1, round(crop.height * scale)))
     method = Image.Resampling.NEAREST if scale >= 1 else Image.Resampling.BOX
     return np.asarray(crop.convert("RGB").resize(size, method))
+
+
+def publish_files(staging: Path, root: Path | None = None) -> int:
+    """Move every file under ``staging`` to the same relative path under ``root`` (the data directory), each by
+    one rename (replacing what is there); returns how many. Call it last in the transaction that writes the rows
+    referencing the files, so that they appear together."""
+    root = Path(root) if root is not None else Path(data_dir())
+    staging = Path(staging)
+    moved = 0
+    for folder, _dirs, files in os.walk(staging):
+        for name in files:
+            source = Path(folder) / name
+            target = root / source.relative_to(staging)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.replace(source, target)
+            except OSError as exc:
+                if exc.errno != errno.EXDEV:  # the data directory spans file systems: copy, then rename
+                    raise
+                shutil.copyfile(source, target.with_name(f".{target.name}.part"))
+                os.replace(target.with_name(f".{target.name}.part"), target)
+            moved += 1
+    log.debug("published %d file(s) from %s", moved, staging)
+    return moved

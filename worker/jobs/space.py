@@ -1,10 +1,10 @@
 """Job handlers ``build_space`` and ``add_snapshot``: thin glue between the store and :mod:`worker.pipeline`.
 
-Params are the HTTP API's (``backend/api/jobs.py`` validates them for ``POST /api/jobs``; the CLI
-resolves names to the same ids, so identical requests from either side are one job):
-``build_space``: ``base_snapshot_id``, optional ``name`` (default ``<run>@<epoch>``) and any
-:class:`~worker.pipeline.SpaceParams` field (k, dim, epochs, lr, negatives, seed, batch_size).
-``compute_runs`` (run ids): once built, queue ``add_snapshot`` for every epoch of those runs.
+Params are read through their spec (``BuildSpaceParams``, ``AddSnapshotParams`` in
+:mod:`backend.store.jobspec`), the models ``POST /api/jobs`` validates and the CLI builds, so identical requests
+from any side are one job: ``build_space``: ``base_snapshot_id``, optional ``name`` (default ``<run>@<epoch>``)
+and every :class:`~worker.pipeline.SpaceParams` field but the layers (k, dim, epochs, lr, negatives, seed,
+batch_size); ``compute_runs`` (run ids): once built, queue ``add_snapshot`` for every epoch of those runs.
 ``add_snapshot``: ``space_id``, ``snapshot_id``.
 """
 
@@ -18,7 +18,6 @@ from typing import Any
 from backend.store import (
     Dataset,
     Run,
-    enqueue_in,
     finishing,
     get_snapshot,
     get_space,
@@ -33,56 +32,63 @@ from backend.store import (
     write_snapshot_in_space,
     write_space,
 )
+from backend.store.jobspec import AddSnapshotParams, BuildSpaceParams, enqueue_job_in
 from worker.engine.health import movement
 from worker.errors import ConceptEvoError
 from worker.jobs.common import (
     dataset_of,
+    job_params,
     layers_of,
     model_of,
-    require,
     space_geometry,
 )
-from worker.jobs.patches import write_patch_files
+from worker.jobs.patches import publish_files, write_patch_files
 from worker.jobs.priorities import PRIORITY
 from worker.pipeline import SpaceParams, build_space, place_stimuli, snapshot_stimuli
 from worker.runner import Deferred, JobContext
 
 log = logging.getLogger(__name__)
 
-_PARAM_FIELDS = {f.name for f in dataclasses.fields(SpaceParams)} - {"layers"}
 
-
-def space_params(params: dict[str, Any]) -> SpaceParams:
-    """The SpaceParams a job asks for (unknown keys are an error, so typos are not silently ignored)."""
-    extra = set(params) - _PARAM_FIELDS - {"name", "base_snapshot_id", "compute_runs"}
-    if extra:
-        raise ConceptEvoError(f"build_space job: unknown parameter(s) {sorted(extra)}")
-    chosen = {key: params[key] for key in _PARAM_FIELDS if key in params}
-    try:
-        return SpaceParams(**chosen)
-    except TypeError as exc:
-        raise ConceptEvoError(f"build_space job: {exc}") from exc
+def space_params(spec: BuildSpaceParams) -> SpaceParams:
+    """The hyper-parameters a ``build_space`` job asks for (its layers come from the run)."""
+    return SpaceParams(
+        k=spec.k,
+        dim=spec.dim,
+        epochs=spec.epochs,
+        lr=spec.lr,
+        negatives=spec.negatives,
+        seed=spec.seed,
+        batch_size=spec.batch_size,
+    )
 
 
 def handle_build_space(ctx: JobContext) -> None:
     """Base snapshot → stimuli, pairs, embedding, image embedding, UMAP fit, patches; one transaction."""
-    params = ctx.params
-    settings = space_params(params)
+    spec = job_params(ctx, BuildSpaceParams)
+    settings = space_params(spec)
     with ctx.store.session(readonly=True) as session:
-        snapshot = get_snapshot(session, require(params, "base_snapshot_id", int, "build_space"))
+        snapshot = get_snapshot(session, spec.base_snapshot_id)
         run = session.get(Run, snapshot.run_id)
-        space_name = params.get("name") or f"{run.name}@{snapshot.epoch}"
+        space_name = spec.name or f"{run.name}@{snapshot.epoch}"
         dataset_row = session.get(Dataset, run.dataset_id)
         images = dataset_of(ctx, dataset_row)
         model = model_of(ctx, run, snapshot)
         layers = layers_of(session, run, model, images)
         neuron_ids = run_neurons(session, run.id).neuron_id
         run_id, snapshot_id, dataset_id = run.id, snapshot.id, dataset_row.id
-    settings = dataclasses.replace(settings, layers=tuple(spec.name for spec in layers))
+    settings = dataclasses.replace(settings, layers=tuple(layer.name for layer in layers))
 
     space = build_space(model, images, settings, device=ctx.device, progress=ctx.stage(0.0, 0.85))
     patches = write_patch_files(
-        snapshot_id, neuron_ids, space.base.stimuli, model, space.layers, images, ctx.stage(0.85, 0.98)
+        snapshot_id,
+        neuron_ids,
+        space.base.stimuli,
+        model,
+        space.layers,
+        images,
+        ctx.stage(0.85, 0.98),
+        staging=ctx.scratch,
     )
     ctx.progress(0.99, "writing results")
     result = {"space": space_name, "neurons": len(neuron_ids), **_summary(space.stats)}
@@ -114,7 +120,8 @@ def handle_build_space(ctx: JobContext) -> None:
         )
         write_patches(session, snapshot_id, patches)
         # Follow-ups commit with the space itself: a worker killed right after cannot lose them.
-        queue_snapshots(session, row.id, params.get("compute_runs") or [])
+        queue_snapshots(session, row.id, spec.compute_runs or [])
+        publish_files(ctx.scratch)  # last: the sprites appear with their rows
 
 
 def queue_snapshots(session, space_id: int, run_ids: list[int]) -> list[int]:
@@ -126,11 +133,8 @@ def queue_snapshots(session, space_id: int, run_ids: list[int]) -> list[int]:
     ]
     jobs = []
     for snapshot_id in wanted:
-        found = enqueue_in(
-            session,
-            "add_snapshot",
-            {"space_id": space_id, "snapshot_id": snapshot_id},
-            PRIORITY["add_snapshot"],
+        found = enqueue_job_in(
+            session, AddSnapshotParams(space_id=space_id, snapshot_id=snapshot_id), PRIORITY["add_snapshot"]
         )
         if found is not None:
             jobs.append(found[0].id)
@@ -139,13 +143,17 @@ def queue_snapshots(session, space_id: int, run_ids: list[int]) -> list[int]:
 
 def handle_add_snapshot(ctx: JobContext) -> None:
     """One run × epoch → stimuli, Eq 2 vectors, map positions, patches, diversity and movement."""
-    params = ctx.params
+    spec = job_params(ctx, AddSnapshotParams)
     with ctx.store.session(readonly=True) as session:
-        space = get_space(session, require(params, "space_id", int, "add_snapshot"))
+        space = get_space(session, spec.space_id)
         if not space.reducer:
-            raise Deferred(f"space {space.name!r} is not built yet")
+            raise Deferred(
+                f"space {space.name!r} (id {space.id}) is not built yet",
+                gave_up=f"space {space.name!r} (id {space.id}) was never built: its build job failed or was "
+                "cancelled; build the space again, then retry this job",
+            )
         space_name = space.name
-        snapshot = get_snapshot(session, require(params, "snapshot_id", int, "add_snapshot"))
+        snapshot = get_snapshot(session, spec.snapshot_id)
         run = session.get(Run, snapshot.run_id)
         if snapshot.id == space.base_snapshot_id:
             ctx.progress(1.0, "base snapshot: placed when the space was built")
@@ -170,7 +178,9 @@ def handle_add_snapshot(ctx: JobContext) -> None:
 
     stimuli = snapshot_stimuli(model, images, layers, k, batch_size, ctx.device, progress=ctx.stage(0.0, 0.6))
     placed = place_stimuli(stimuli, image_vectors, covered, projection)
-    patches = write_patch_files(snapshot_id, neuron_ids, stimuli, model, layers, images, ctx.stage(0.6, 0.97))
+    patches = write_patch_files(
+        snapshot_id, neuron_ids, stimuli, model, layers, images, ctx.stage(0.6, 0.97), staging=ctx.scratch
+    )
     ctx.progress(0.98, "writing results")
     diversity = _finite(placed.diversity, f"diversity of snapshot {snapshot_id}")
     result = {
@@ -201,6 +211,7 @@ def handle_add_snapshot(ctx: JobContext) -> None:
             moved = _movement(session, space_id, later, neuron_ids, placed.vectors, before=False)
             set_movement(session, space_id, later.id, moved)
         write_patches(session, snapshot_id, patches)
+        publish_files(ctx.scratch)  # last: the sprites appear with their rows
 
 
 def _movement(session, space_id: int, other, neuron_ids, vectors, before: bool) -> float | None:

@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from backend.api.app import create_app
 from backend.api.settings import Settings
 from backend.store.config import Store, open_store
-from backend.store.synthetic import SyntheticWorld, build_synthetic_store
+from tests.fixtures.synthetic import SyntheticWorld, build_synthetic_store
 
 
 @dataclass

@@ -14,7 +14,7 @@ from backend.api.app import create_app
 from backend.api.points import decode_columns
 from backend.api.settings import Settings
 from backend.store import SpaceSnapshot, open_store
-from backend.store.synthetic import build_synthetic_store
+from tests.fixtures.synthetic import build_synthetic_store
 
 from .conftest import World
 from .test_read import T0, raw
@@ -62,7 +62,7 @@ def test_concepts_binary_and_json(client: TestClient, world: World) -> None:
     r = client.get("/api/spaces/1/snapshots/5/concepts")
     assert r.status_code == 200
     assert r.headers["content-type"] == "application/octet-stream"
-    assert r.headers["cache-control"] == "public, max-age=31536000, immutable"
+    assert r.headers["cache-control"] == "no-cache"  # revalidated by ETag (issue 11, item 10)
     (h,) = struct.unpack_from("<I", r.content)
     assert (4 + h) % 4 == 0 and len(r.content) == 4 + h + 24 * 12
     header, cols = decode_columns(r.content)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi.testclient import TestClient
 
+from backend.api.redact import worker_name
 from backend.store import queue
 
 from .conftest import World
@@ -22,7 +23,8 @@ def test_create_dedupe_get_list_cancel(client: TestClient) -> None:
     assert set(job) == FIELDS
     assert {k: job[k] for k in FIELDS - {"id", "created_at"}} == {
         "kind": "importance",
-        "params": {"run_id": 1, "epoch_from": 0, "epoch_to": 2, "classes": [2, 0]},
+        # the canonical form (backend.store.jobspec): classes ascending, defaults filled in
+        "params": {"run_id": 1, "epoch_from": 0, "epoch_to": 2, "classes": [0, 2], "images": 128, "seed": 0},
         "status": "queued",
         "priority": 0,
         "attempts": 0,
@@ -46,12 +48,12 @@ def test_create_dedupe_get_list_cancel(client: TestClient) -> None:
     assert all(j["status"] == "queued" and j["kind"] == "importance" for j in listed)
     cancelled = client.post(f"/api/jobs/{job['id']}/cancel")
     assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
-    assert client.delete(f"/api/jobs/{job['id']}").json()["status"] == "cancelled"  # idempotent
+    assert client.post(f"/api/jobs/{job['id']}/cancel").json()["status"] == "cancelled"  # idempotent
     # after cancellation an identical request is a new job
     fresh = client.post("/api/jobs", json=body)
     assert fresh.status_code == 201 and fresh.json()["id"] != job["id"]
     assert client.post(f"/api/jobs/{job['id']}/retry").status_code == 409  # identical job active
-    assert client.delete(f"/api/jobs/{fresh.json()['id']}").status_code == 200
+    assert client.post(f"/api/jobs/{fresh.json()['id']}/cancel").status_code == 200
     retried = client.post(f"/api/jobs/{job['id']}/retry")
     assert retried.status_code == 200 and retried.json()["status"] == "queued"
     client.delete(f"/api/jobs/{job['id']}")
@@ -81,17 +83,20 @@ def test_progress_and_done_job(client: TestClient, world: World) -> None:
         "running",
         0.25,
         "stimuli 1/4",
-        "test-worker",
+        worker_name("test-worker"),  # opaque in answers: no host or PID (issue 11, item 4)
         1,
     )
     queue.finish(world.store, job_id, "test-worker", result={"neurons": 24})
     done = client.get(f"/api/jobs/{job_id}").json()
     assert (done["status"], done["progress"], done["result"]) == ("done", 1.0, {"neurons": 24})
-    r = client.delete(f"/api/jobs/{job_id}")
+    r = client.post(f"/api/jobs/{job_id}/cancel")
     assert (r.status_code, r.json()) == (
         409,
         {"detail": f"job {job_id} cannot be cancelled: it is already done"},
     )
+    # DELETE removes it, whatever its state (issue 11, item 7: after a DELETE the job is gone)
+    assert client.delete(f"/api/jobs/{job_id}").json()["status"] == "done"
+    assert client.get(f"/api/jobs/{job_id}").status_code == 404
 
 
 def test_validation(client: TestClient) -> None:
@@ -100,8 +105,7 @@ def test_validation(client: TestClient) -> None:
         {"kind": "demo", "params": {"x": 1}},
         {"kind": "add_snapshot", "params": {"space_id": 1}},
         {"kind": "add_snapshot", "params": {"space_id": "one", "snapshot_id": 2}},
-        {"kind": "importance", "params": {"run_id": 1, "epoch_from": 2, "epoch_to": 1}},
-        {"kind": "importance", "params": {"run_id": 1, "epoch_from": 0, "epoch_to": 2, "classes": [1, 1]}},
+        {"kind": "importance", "params": {"run_id": 1, "epoch_from": 0, "epoch_to": 2, "classes": []}},
         {"kind": "build_space", "params": {"base_snapshot_id": 3, "name": "../../etc"}},
         {"kind": "demo", "params": {}, "priority": 10**9},
         {"kind": "demo", "params": {}, "extra": True},

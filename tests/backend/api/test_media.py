@@ -17,7 +17,7 @@ def test_patch_image(client: TestClient, world: World) -> None:
     r = client.get("/api/patches/2/10/1")
     assert r.status_code == 200
     assert r.headers["content-type"] == "image/png"
-    assert r.headers["cache-control"] == "public, max-age=31536000, immutable"
+    assert r.headers["cache-control"] == "no-cache"  # revalidated by ETag (issue 11, item 10)
     assert r.content == (world.data_dir / "patches/2/10_1.png").read_bytes()
     assert r.content.startswith(b"\x89PNG\r\n\x1a\n")
     assert client.get("/api/patches/2/10/7").json() == {"detail": "no patch 7 for neuron 10 at snapshot 2"}

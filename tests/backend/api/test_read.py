@@ -9,6 +9,7 @@ import numpy as np
 from fastapi.testclient import TestClient
 
 from backend.api.points import decode_points
+from backend.store.schema import SCHEMA_VERSION
 
 from .conftest import World
 
@@ -31,7 +32,7 @@ def f32(x: float) -> float:
 def test_health(client: TestClient) -> None:
     r = client.get("/api/health")
     assert r.status_code == 200
-    assert r.json() == {"status": "ok", "version": "0.1.0", "schema_version": 1}
+    assert r.json() == {"status": "ok", "version": "0.1.0", "schema_version": SCHEMA_VERSION}
 
 
 def test_datasets(client: TestClient) -> None:
@@ -144,7 +145,7 @@ def test_points_binary_and_json(client: TestClient, world: World) -> None:
     r = client.get("/api/spaces/1/snapshots/5/points")
     assert r.status_code == 200
     assert r.headers["content-type"] == "application/octet-stream"
-    assert r.headers["cache-control"] == "public, max-age=31536000, immutable"
+    assert r.headers["cache-control"] == "no-cache"  # revalidated by ETag (issue 11, item 10)
     body = r.content
     (h,) = struct.unpack_from("<I", body)
     assert (4 + h) % 4 == 0

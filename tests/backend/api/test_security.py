@@ -81,8 +81,14 @@ def test_oversize_bodies_413(make_client: Callable[..., TestClient]) -> None:
 
 
 def test_default_limit_is_one_mib(client: TestClient) -> None:
-    r = client.post("/api/jobs", content=b"x" * (1 << 20 + 1), headers={"content-type": "application/json"})
-    assert r.status_code == 413
+    """Exactly 1 MiB passes the limit (and fails validation); one byte more is refused — sized or chunked."""
+    mib = 1 << 20
+    json_type = {"content-type": "application/json"}
+    for size, expected in ((mib, 422), (mib + 1, 413)):
+        body = b"x" * size
+        assert client.post("/api/jobs", content=body, headers=json_type).status_code == expected, size
+        chunked = iter([body[: size // 2], body[size // 2 :]])
+        assert client.post("/api/jobs", content=chunked, headers=json_type).status_code == expected, size
 
 
 def test_cors_off_by_default(client: TestClient, make_client: Callable[..., TestClient]) -> None:

@@ -17,6 +17,7 @@ from backend.store import (
     ImportanceScore,
     Neighbour,
     NeuronState,
+    NotComputedError,
     NotFoundError,
     Patch,
     PatchRef,
@@ -43,6 +44,7 @@ from backend.store import (
     pack_i32,
     pack_points,
     pack_u8,
+    patches_of,
     points_blob,
     previous_computed_snapshot,
     register_dataset,
@@ -247,8 +249,14 @@ def test_snapshot_in_space_round_trip_and_idempotent(store: Store, world: World)
     _write_epoch(store, world, space_id, 0, shift=0.0)  # again: replaces, no duplicates
     with store.session(readonly=True) as s:
         assert s.scalar(select(func.count()).select_from(NeuronState)) == 5
-        blob = points_blob(s, space_id, world.snapshot_ids[0])
-        assert points_blob(s, space_id, world.snapshot_ids[1]) is None
+        blob, epoch = points_blob(s, space_id, world.snapshot_ids[0])
+        assert epoch == 0
+        with pytest.raises(
+            NotComputedError, match=r"snapshot \d+ \(run \d+, epoch 1\) is not computed in space"
+        ):
+            points_blob(s, space_id, world.snapshot_ids[1])
+        with pytest.raises(NotFoundError, match="space 999 not found"):
+            points_blob(s, 999, world.snapshot_ids[0])
         ((ss, snap),) = list_space_snapshots(s, space_id)
         assert (ss.n_points, ss.coverage, ss.diversity, ss.movement, snap.epoch) == (5, 1.0, 0.5, None, 0)
         got_ids, vec, xy = snapshot_vectors(s, space_id, world.snapshot_ids[0])  # type: ignore[misc]
@@ -326,9 +334,12 @@ def test_neuron_detail_trajectory_neighbours_metrics(store: Store, world: World)
             PatchRef(0, 0, 0, 1, 8, 9, "patches/0.webp"),
             PatchRef(1, 1, 0, 1, 8, 9, "patches/1.webp"),
         ]
+        assert d.patches == patches_of(s, world.snapshot_ids[0], n0)
         assert get_patch(s, world.snapshot_ids[0], n0, 1).file == "patches/1.webp"
-        no_state = neuron_detail(s, n0, world.snapshot_ids[1])
-        assert (no_state.stimuli, no_state.x, no_state.patches) == (None, None, [])
+        with pytest.raises(NotComputedError, match="epoch 1.* is not computed in space"):
+            neuron_detail(s, n0, world.snapshot_ids[1], space_id)
+        with pytest.raises(NotFoundError, match="neuron 99999 not found"):
+            neuron_detail(s, 99999, world.snapshot_ids[0], space_id)
         assert trajectory(s, space_id, n0) == [
             TrajectoryPoint(world.snapshot_ids[0], 0, 0.0, 0.0),
             TrajectoryPoint(world.snapshot_ids[2], 2, 10.0, 0.0),
@@ -381,7 +392,7 @@ def test_patches_replace_and_refuse_unsafe_paths(store: Store, world: World) -> 
         with pytest.raises(ValueError, match="must be a relative path inside the data dir"):
             with store.session() as s:
                 write_patches(s, world.snapshot_ids[1], [{**row, "file": bad}])
-    with pytest.raises(NotFoundError, match="patch 5 of neuron"):
+    with pytest.raises(NotFoundError, match="no patch 5 for neuron"):
         with store.session(readonly=True) as s:
             get_patch(s, world.snapshot_ids[1], n0, 5)
 

@@ -57,7 +57,8 @@ def test_sqlite_pragmas_and_schema_row(store: config.Store, db_path: Path) -> No
         assert s.execute(text("PRAGMA journal_mode")).scalar() == "wal"
         assert s.execute(text("PRAGMA foreign_keys")).scalar() == 1
         assert s.execute(text("PRAGMA busy_timeout")).scalar() == 10000
-        assert s.execute(text("SELECT app, schema_version FROM schema_info")).one() == ("conceptevo", 1)
+        row = s.execute(text("SELECT app, schema_version FROM schema_info")).one()
+        assert tuple(row) == ("conceptevo", SCHEMA_VERSION)
     # reopening an up-to-date database changes nothing
     store.dispose()
     again = open_store(str(db_path))
@@ -83,11 +84,11 @@ def _set_version(path: Path, version: int, app: str = "conceptevo") -> None:
 
 def test_newer_schema_refused_with_message(store: config.Store, db_path: Path) -> None:
     store.dispose()
-    _set_version(db_path, 3)
+    _set_version(db_path, SCHEMA_VERSION + 1)
     with pytest.raises(StoreError) as err:
         open_store(str(db_path))
     assert str(err.value) == (
-        f"{db_path} was written by ConceptEvo schema 3; this version reads schema 1 "
+        f"{db_path} was written by ConceptEvo schema {SCHEMA_VERSION + 1}; this version reads schema {SCHEMA_VERSION} "
         "— upgrade ConceptEvo or point CONCEPTEVO_DB elsewhere"
     )
 
@@ -167,7 +168,7 @@ def test_v0_database_is_migrated(store: config.Store, db_path: Path) -> None:
     st = open_store(str(db_path))
     try:
         with st.session(readonly=True) as s:
-            assert s.execute(text("SELECT schema_version FROM schema_info")).scalar() == 1
+            assert s.execute(text("SELECT schema_version FROM schema_info")).scalar() == SCHEMA_VERSION
             got = s.execute(text("SELECT id, status, active_key FROM jobs ORDER BY id")).all()
         assert got == [(1, "queued", key), (2, "cancelled", None), (3, "done", None)]
         assert get_job(st, 2).error == "cancelled by schema migration v0→v1: duplicate of an active job"

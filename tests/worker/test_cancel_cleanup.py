@@ -1,0 +1,170 @@
+"""A cancelled or killed job leaves no patch files behind (issue 11.8).
+
+The real ``add_snapshot`` handler runs in-process on a tiny world (a 2-conv net of this module, six 16×16 images,
+a space whose map is a stand-in reducer), and is cancelled after its sprites are written but before its results
+commit. Its files must not stay behind without rows; scratch folders of dead jobs are removed when a worker starts.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from sqlalchemy import func, select
+from torch import nn
+
+from backend.store import Patch, SpaceSnapshot, get_job, open_store, write_space
+from backend.store import queue as job_queue
+from worker import runner
+from worker.engine.projection import Projection
+from worker.jobs import space as space_jobs
+from worker.registration import add_dataset, add_run
+
+ARCH = "tests.worker.test_cancel_cleanup:tiny_net"
+
+
+def tiny_net(num_classes: int = 2) -> nn.Module:
+    """Two small conv layers and a linear head, for 16×16 RGB images."""
+    return nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(4, 6, 3, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(6, num_classes),
+    )
+
+
+class FlatReducer:
+    """A stand-in for the fitted UMAP: the first two coordinates (picklable, deterministic)."""
+
+    def transform(self, vectors: np.ndarray) -> np.ndarray:
+        return np.asarray(vectors[:, :2], dtype=np.float32)
+
+
+def _world(root: Path):
+    """A registered dataset, one run with epochs 0 and 1, and a space built on epoch 0."""
+    rng = np.random.default_rng(0)
+    for c, name in enumerate(("a", "b")):
+        (root / "images" / name).mkdir(parents=True)
+        for i in range(3):
+            pixels = rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(root / "images" / name / f"{c}{i}.png")
+    (root / "run").mkdir()
+    torch.manual_seed(0)
+    for epoch in (0, 1):
+        torch.save(tiny_net().state_dict(), root / "run" / f"epoch_{epoch:03d}.pt")
+    store = open_store(str(root / "data" / "conceptevo.db"))
+    add_dataset(store, root / "images", name="tiny")
+    run_id = add_run(store, "tiny", ARCH, root / "run", "tiny").id
+    dim = 4
+    with store.session() as s:
+        from backend.store import Run, list_snapshots
+
+        snaps = {snap.epoch: snap.id for snap in list_snapshots(s, run_id)}
+        run = s.get(Run, run_id)
+        projection = Projection(FlatReducer(), np.zeros((10, 2), np.float32), dim)
+        space = write_space(
+            s,
+            "tiny",
+            snaps[0],
+            run.dataset_id,
+            {"k": 2, "dim": dim, "batch_size": 8, "run_id": run_id},
+            projection.to_bytes(),
+            rng.normal(size=(6, dim)).astype(np.float32),
+            np.ones(6, dtype=bool),
+            {},
+        )
+        space_id = space.id
+    return store, space_id, snaps
+
+
+def _files(data: Path) -> list[Path]:
+    return sorted(p for p in data.rglob("*") if p.is_file() and p.suffix == ".webp")
+
+
+@pytest.fixture
+def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("CONCEPTEVO_DATA", str(tmp_path / "data"))
+    monkeypatch.delenv("CONCEPTEVO_DB", raising=False)
+    (tmp_path / "data").mkdir()
+    store, space_id, snaps = _world(tmp_path)
+    yield store, space_id, snaps, tmp_path / "data"
+    store.dispose()
+
+
+def test_add_snapshot_writes_its_sprites_and_leaves_no_scratch(world) -> None:
+    store, space_id, snaps, data = world
+    job, _ = job_queue.enqueue(store, "add_snapshot", {"space_id": space_id, "snapshot_id": snaps[1]})
+    handlers = {"add_snapshot": space_jobs.handle_add_snapshot}
+    assert runner.run_worker(store, once=True, poll=0.01, handlers=handlers, install_signals=False) == 1
+    assert get_job(store, job.id).status == "done"
+    with store.session(readonly=True) as s:
+        files = set(s.scalars(select(Patch.file).where(Patch.snapshot_id == snaps[1])))
+    assert len(files) == 10  # one sprite per neuron (4 + 6)
+    assert {str(p.relative_to(data)) for p in _files(data)} == files
+    assert not (data / "tmp").exists() or not any((data / "tmp").iterdir())
+
+
+def test_a_job_cancelled_before_its_results_commit_leaves_no_files(world, monkeypatch) -> None:
+    store, space_id, snaps, data = world
+    job, _ = job_queue.enqueue(store, "add_snapshot", {"space_id": space_id, "snapshot_id": snaps[1]})
+    real = space_jobs.write_patch_files
+
+    def write_then_cancel(*args, **kwargs):
+        rows = real(*args, **kwargs)  # every sprite written …
+        job_queue.cancel(store, job.id)  # … then the user cancels, before the results commit
+        return rows
+
+    monkeypatch.setattr(space_jobs, "write_patch_files", write_then_cancel)
+    handlers = {"add_snapshot": space_jobs.handle_add_snapshot}
+    assert runner.run_worker(store, once=True, poll=0.01, handlers=handlers, install_signals=False) == 0
+    assert get_job(store, job.id).status == "cancelled"
+    with store.session(readonly=True) as s:
+        assert s.scalar(select(func.count()).select_from(Patch)) == 0
+        assert (
+            s.scalar(
+                select(func.count()).select_from(SpaceSnapshot).where(SpaceSnapshot.snapshot_id == snaps[1])
+            )
+            == 0
+        )
+    assert _files(data) == [], "sprite files without rows were left behind"
+
+
+def test_a_failing_job_leaves_no_files(world, monkeypatch) -> None:
+    store, space_id, snaps, data = world
+    job, _ = job_queue.enqueue(
+        store, "add_snapshot", {"space_id": space_id, "snapshot_id": snaps[1]}, max_attempts=1
+    )
+
+    def broken_movement(*args, **kwargs):
+        raise RuntimeError("disk trouble while writing results")
+
+    monkeypatch.setattr(space_jobs, "write_snapshot_in_space", broken_movement)
+    handlers = {"add_snapshot": space_jobs.handle_add_snapshot}
+    runner.run_worker(store, once=True, poll=0.01, handlers=handlers, install_signals=False)
+    assert get_job(store, job.id).status == "failed"
+    assert _files(data) == []
+
+
+def test_worker_start_removes_scratch_folders_of_dead_jobs(world) -> None:
+    store, _space_id, _snaps, data = world
+    dead, _ = job_queue.enqueue(store, "other", {"i": 1})
+    alive, _ = job_queue.enqueue(store, "other", {"i": 2})
+    assert job_queue.claim(store, "dead-worker") is not None  # job `dead`: running, its worker gone …
+    assert job_queue.claim(store, "live-worker") is not None  # job `alive`: running elsewhere, still busy
+    job_queue.cancel(store, dead.id)  # … and then cancelled
+    stale = runner.scratch_dir(dead.id, "dead-worker")
+    kept = runner.scratch_dir(alive.id, "live-worker")
+    orphan = runner.scratch_dir(12345, "long-gone")
+    for folder in (stale, kept, orphan):
+        (folder / "patches" / "s1").mkdir(parents=True)
+        (folder / "patches" / "s1" / "n1.webp").write_bytes(b"RIFF")
+    assert stale.is_relative_to(data)
+    runner.run_worker(store, once=True, poll=0.01, handlers={}, install_signals=False, kinds=["none"])
+    assert not stale.exists() and not orphan.exists()
+    assert kept.exists(), "the scratch folder of a job another worker is running must stay"
