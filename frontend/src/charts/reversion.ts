@@ -5,7 +5,7 @@
  * sentence that says whether this run shows the paper's ordering, computed from the numbers.
  */
 
-import { axisBottom, axisLeft, max, min, scaleBand, scaleLinear, select } from "d3";
+import { axisBottom, axisLeft, max, min, precisionFixed, scaleBand, scaleLinear, select } from "d3";
 
 import { h } from "../ui/dom";
 
@@ -180,6 +180,9 @@ export class ReversionChart {
       .domain([lo - pad, hi + pad])
       .nice(5)
       .range([height - margin.bottom, margin.top]);
+    // Enough decimals that neighbouring ticks read differently (a flat table has ticks 0.005 apart).
+    const ticks = y.ticks(5);
+    const digits = Math.max(2, ticks.length > 1 ? precisionFixed(ticks[1] - ticks[0]) : 2);
     const x = scaleBand<string>()
       .domain(table.rows)
       .range([margin.left, w - margin.right])
@@ -207,7 +210,7 @@ export class ReversionChart {
       .append("g")
       .attr("class", "rev-axis")
       .attr("transform", `translate(${margin.left},0)`)
-      .call(axisLeft(y).ticks(5).tickFormat((v) => signed(+v, 2)).tickSizeOuter(0));
+      .call(axisLeft(y).ticks(5).tickFormat((v) => signed(+v, digits)).tickSizeOuter(0));
     svg
       .append("line")
       .attr("class", "rev-zero")
