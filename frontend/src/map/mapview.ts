@@ -120,6 +120,8 @@ export class MapView {
 
   private backdrop: Points | null = null;
   private backdropVisible = true;
+  private backdropLayer: Uint32Array | null = null;
+  private backdropKey = "";
   private drawCallbacks: (() => void)[] = [];
   private backdropPx = new Float32Array(0);
   private backdropPy = new Float32Array(0);
@@ -236,6 +238,7 @@ export class MapView {
   /** The faint grey context drawn under the run's points (the base model), or null. */
   setBackdrop(points: Points | null): void {
     this.backdrop = points;
+    this.backdropKey = "";
     if (points) {
       this.backdropPx = new Float32Array(points.n);
       this.backdropPy = new Float32Array(points.n);
@@ -312,11 +315,22 @@ export class MapView {
     this.order = null;
     if (style && n) {
       const emphasis = style.emphasis;
+      // Few distinct colours: mix each once (per point, the mixing was most of an epoch change at 100k).
+      const faded = new Map<number, number>();
+      const rims = new Map<number, number>();
       for (let i = 0; i < n; i++) {
-        const faded = emphasis !== null && emphasis[i] === 0;
-        const f = faded ? mixAbgr(style.fill[i], BACKGROUND, 0.78) : style.fill[i];
-        this.drawFill[i] = f;
-        this.drawRim[i] = faded ? f : mixAbgr(style.fill[i], 0xff000000, 0.35);
+        const c = style.fill[i];
+        if (emphasis !== null && emphasis[i] === 0) {
+          let f = faded.get(c);
+          if (f === undefined) faded.set(c, (f = mixAbgr(c, BACKGROUND, 0.78)));
+          this.drawFill[i] = f;
+          this.drawRim[i] = f;
+        } else {
+          let r = rims.get(c);
+          if (r === undefined) rims.set(c, (r = mixAbgr(c, 0xff000000, 0.35)));
+          this.drawFill[i] = c;
+          this.drawRim[i] = r;
+        }
       }
       if (emphasis) {
         const order = new Uint32Array(n);
@@ -690,14 +704,23 @@ export class MapView {
   private draw(): void {
     const r = this.raster;
     if (!r.width) return;
-    r.clear(BACKGROUND);
     const n = this.points?.n ?? 0;
     const stamp = this.stampFor(n);
     if (this.backdrop && this.backdropVisible && this.domain) {
-      this.project(this.backdrop.x, this.backdrop.y, this.backdropPx, this.backdropPy);
-      const small = this.backdropStamp(Math.max(1, stamp.radius - 1));
-      r.stamp(this.backdropPx, this.backdropPy, this.backdrop.n, this.backdropFill, null, null, small);
-    }
+      // The backdrop only changes with the zoom and the size: drawn once, then restored from a saved layer
+      // (one copy per frame instead of re-stamping every base neuron while the points glide).
+      const t = this.transform;
+      const key = `${t.k}:${t.x}:${t.y}:${r.width}:${r.height}:${this.baseK}:${this.baseX}:${this.baseY}:${this.backdrop.n}`;
+      if (key === this.backdropKey && this.backdropLayer) r.restore(this.backdropLayer);
+      else {
+        r.clear(BACKGROUND);
+        this.project(this.backdrop.x, this.backdrop.y, this.backdropPx, this.backdropPy);
+        const small = this.backdropStamp(Math.max(1, stamp.radius - 1));
+        r.stamp(this.backdropPx, this.backdropPy, this.backdrop.n, this.backdropFill, null, null, small);
+        this.backdropLayer = r.save(this.backdropLayer);
+        this.backdropKey = key;
+      }
+    } else r.clear(BACKGROUND);
     let drawn = 0;
     if (this.points && this.style && this.domain) {
       this.project(this.curX, this.curY, this.px, this.py);

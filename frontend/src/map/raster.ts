@@ -136,6 +136,18 @@ export class Raster {
     return drawn;
   }
 
+  /** A copy of the pixels drawn so far (a layer to restore with {@link restore}). */
+  save(into: Uint32Array | null): Uint32Array {
+    const copy = into && into.length === this.pixels.length ? into : new Uint32Array(this.pixels.length);
+    copy.set(this.pixels);
+    return copy;
+  }
+
+  /** Put back pixels saved by {@link save} (same canvas size). */
+  restore(layer: Uint32Array): void {
+    this.pixels.set(layer);
+  }
+
   /** Put the pixels on the canvas. */
   flush(): void {
     if (this.image) this.ctx.putImageData(this.image, 0, 0);

@@ -37,6 +37,8 @@ interface Shown {
   layers: Layer[];
   neurons: NeuronIndex;
   concepts: Concepts | null;
+  /** `concepts` in the points' order (computed once: hover reads it on every move). */
+  aligned?: { classIdx: Int32Array; share: Float32Array };
   classNames: string[];
   computed: { epoch: number; snapshotId: number }[];
   style: StyleResult | null;
@@ -356,7 +358,7 @@ export class MapController implements ViewController {
   private updateLabels(): void {
     const s = this.shown;
     if (!s || !s.concepts) return this.map.setLabels([]);
-    const { classIdx, share } = alignConcepts(s.points, s.concepts);
+    const { classIdx, share } = alignedConcepts(s);
     const pos = this.map.cssPositions();
     this.map.setLabels(
       placeLabels({
@@ -656,7 +658,7 @@ export class MapController implements ViewController {
       const channel = s.neurons.channel.get(neuronId);
       const lines = [`${this.data.runName(s.run.id)} · epoch ${s.epoch}`];
       if (s.concepts) {
-        const { classIdx, share } = alignConcepts(s.points, s.concepts);
+        const { classIdx, share } = alignedConcepts(s);
         const c = classIdx[index];
         if (c >= 0) lines.push(`mostly ${s.classNames[c] ?? `class ${c}`} (${Math.round(100 * share[index])} % of stimuli)`);
       }
@@ -728,4 +730,10 @@ export function colourPicker(
       ...options.map((c) => h("option", { value: c, selected: c === value }, COLOUR_LABELS[c])),
     ),
   );
+}
+
+/** The shown concepts in the points' order, aligned once per shown snapshot. */
+function alignedConcepts(s: Shown): { classIdx: Int32Array; share: Float32Array } {
+  if (!s.concepts) return { classIdx: new Int32Array(0), share: new Float32Array(0) };
+  return (s.aligned ??= alignConcepts(s.points, s.concepts));
 }
