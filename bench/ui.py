@@ -63,20 +63,11 @@ from sqlalchemy import insert  # noqa: E402
 from backend.store.config import open_store  # noqa: E402
 from backend.store.models import Patch  # noqa: E402
 from tests.fixtures.synthetic import build_synthetic_store, layer_channels, tiny_png  # noqa: E402
+from tests.frontend.browser import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
 
 log = logging.getLogger("bench.ui")
 
 FRONTEND_DIST = REPO / "frontend" / "dist"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
 VIEWPORT = {"width": 1280, "height": 800}
 RENDERER = "cpu-raster"
 #: Patch ranks the tooltip shows (thumbnails 0..2).

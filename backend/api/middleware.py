@@ -45,6 +45,25 @@ async def send_json_error(
     await send({"type": "http.response.body", "body": body})
 
 
+def replaying(body: bytes, disconnect: Message | None, receive: Receive) -> Receive:
+    """A `receive` for the app behind a middleware that has read the whole body: it hands the body (or the
+    client's disconnect) over once, then defers to the real `receive`."""
+    replayed = False
+
+    async def replay() -> Message:
+        nonlocal replayed
+        if not replayed:
+            replayed = True
+            return (
+                disconnect
+                if disconnect is not None
+                else {"type": "http.request", "body": body, "more_body": False}
+            )
+        return await receive()
+
+    return replay
+
+
 class HeaderLimitMiddleware:
     """Refuse a request whose line and headers exceed ``max_bytes`` with 431 (and close the connection)."""
 
@@ -168,18 +187,7 @@ class BodyLimitMiddleware:
             if not message.get("more_body", False):
                 break
 
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                if disconnect is not None:
-                    return disconnect
-                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
+        await self.app(scope, replaying(b"".join(chunks), disconnect, receive), send)
 
     async def _refuse(self, scope: Scope, send: Send) -> None:
         logger.info("refused %s %s: body over %d bytes", scope["method"], scope["path"], self.max_bytes)
@@ -248,18 +256,7 @@ class FiniteJsonMiddleware:
             error = {"type": "finite_number", "loc": ["body"], "msg": NON_FINITE_MESSAGE, "input": problem}
             await send_json_error(send, 422, [error])
             return
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                if disconnect is not None:
-                    return disconnect
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
+        await self.app(scope, replaying(body, disconnect, receive), send)
 
 
 def _is_json(scope: Scope) -> bool:
