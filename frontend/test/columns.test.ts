@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 
-import { decodeColumns, decodePoints } from "../src/api/columns";
+import { decodeColumns, decodePoints, sameElements } from "../src/api/columns";
 
 /** Encode like backend/api/points.py: uint32 header length, padded JSON header, then the columns. */
 function encode(header: object, columns: (Int32Array | Float32Array)[]): ArrayBuffer {
@@ -60,5 +60,14 @@ describe("decodePoints", () => {
     expect(() => decodeColumns(trailing.buffer)).toThrow(/trailing/);
     expect(() => decodeColumns(new ArrayBuffer(2))).toThrow(/header/);
     expect(() => decodeColumns(encode({ n: 1, columns: [{ name: "a", dtype: "float64" }] }, [Float32Array.of(0, 0)]))).toThrow(/dtype/);
+  });
+});
+
+describe("sameElements", () => {
+  it("compares values in order, whatever the array type", () => {
+    expect(sameElements(new Int32Array([3, 1, 2]), new Int32Array([3, 1, 2]))).toBe(true);
+    expect(sameElements(new Int32Array([3, 1, 2]), new Int32Array([3, 2, 1]))).toBe(false);
+    expect(sameElements(new Uint32Array([1, 2]), new Uint32Array([1, 2, 3]))).toBe(false);
+    expect(sameElements(new Uint8Array(0), new Uint8Array(0))).toBe(true);
   });
 });

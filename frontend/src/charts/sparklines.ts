@@ -39,10 +39,17 @@ const CHARTS: { title: string; series: Series[]; format: (v: number) => string }
 
 export class Sparklines {
   readonly element = h("div", { class: "sparklines", "data-testid": "sparklines" });
+  private markers: ((current: number | null) => void)[] = [];
+
+  /** What was drawn last: an epoch change with the same metrics only moves the markers. */
+  private drawn: { metrics: EpochMetrics[]; move: (current: number | null) => void } | null = null;
 
   constructor(private readonly onSelect: (epoch: number) => void) {}
 
   update(metrics: EpochMetrics[], current: number | null): void {
+    if (this.drawn?.metrics === metrics) return this.drawn.move(current);
+    this.drawn = { metrics, move: (c) => this.markers.forEach((m) => m(c)) };
+    this.markers = [];
     this.element.replaceChildren();
     if (!metrics.length) return;
     const width = 168;
@@ -53,14 +60,19 @@ export class Sparklines {
     for (const chart of CHARTS) {
       const values = metrics.flatMap((m) => chart.series.map((s) => s.values(m))).filter((v): v is number => v !== null && Number.isFinite(v));
       const box = h("figure", { class: "spark" });
-      const now = current === null ? undefined : metrics.find((m) => m.epoch === current);
-      const nowText = now
-        ? chart.series
-            .map((s) => s.values(now))
-            .map((v) => (v === null || !Number.isFinite(v) ? "–" : chart.format(v)))
-            .join(" / ")
-        : "";
-      box.appendChild(h("figcaption", {}, h("span", {}, chart.title), h("b", {}, nowText)));
+      const caption = h("b", {});
+      const captionFor = (c: number | null) => {
+        const now = c === null ? undefined : metrics.find((m) => m.epoch === c);
+        caption.textContent = now
+          ? chart.series
+              .map((s) => s.values(now))
+              .map((v) => (v === null || !Number.isFinite(v) ? "–" : chart.format(v)))
+              .join(" / ")
+          : "";
+      };
+      box.appendChild(h("figcaption", {}, h("span", {}, chart.title), caption));
+      captionFor(current);
+      this.markers.push(captionFor);
       this.element.appendChild(box);
       const svg = select(box).append("svg").attr("width", width).attr("height", height);
       if (!values.length) {
@@ -89,8 +101,11 @@ export class Sparklines {
               .y((m) => y(s.values(m) as number))(pts) ?? "",
           );
       }
-      if (current !== null)
-        svg.append("line").attr("class", "spark-now").attr("x1", x(current)).attr("x2", x(current)).attr("y1", 0).attr("y2", height);
+      const marker = svg.append("line").attr("class", "spark-now").attr("y1", 0).attr("y2", height);
+      const markAt = (c: number | null) =>
+        marker.attr("display", c === null ? "none" : null).attr("x1", x(c ?? 0)).attr("x2", x(c ?? 0));
+      markAt(current);
+      this.markers.push(markAt);
       svg.on("click", (event: MouseEvent) => {
         const e = x.invert(event.offsetX);
         const computed = metrics.filter((m) => m.computed);

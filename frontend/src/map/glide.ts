@@ -3,7 +3,7 @@
  * Pure functions over typed arrays (unit-tested).
  */
 
-import type { Points } from "../api/columns";
+import { type Points, sameElements } from "../api/columns";
 
 /**
  * Where each of `target`'s neurons was in `source`: arrays in `target`'s order. A neuron that `source` lacks
@@ -12,8 +12,7 @@ import type { Points } from "../api/columns";
 export function alignFrom(target: Points, source: Points): { x: Float32Array; y: Float32Array } {
   const x = new Float32Array(target.n);
   const y = new Float32Array(target.n);
-  const sameOrder =
-    source.n === target.n && source.neuronId.every((id, i) => id === target.neuronId[i]);
+  const sameOrder = source.n === target.n && sameElements(source.neuronId, target.neuronId);
   if (sameOrder) {
     for (let i = 0; i < target.n; i++) {
       const sx = source.x[i];

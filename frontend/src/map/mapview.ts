@@ -21,7 +21,7 @@ import {
   type ZoomTransform,
 } from "d3";
 
-import type { Points } from "../api/columns";
+import { type Points, sameElements } from "../api/columns";
 import { mixAbgr, toAbgr } from "../colors";
 import type { ZoomBox } from "../state/url";
 import { alignFrom, easeInOut, lerpInto } from "./glide";
@@ -308,8 +308,15 @@ export class MapView {
   }
 
   setStyle(style: MapStyle | null): void {
-    this.style = style;
     const n = this.points?.n ?? 0;
+    if (style && this.style && this.drawFill.length === n && sameStyle(this.style, style)) {
+      // Same colours point for point (an epoch change within a run): keep the mixed colours and draw order.
+      this.style = style;
+      this.rebuildHitIndex();
+      this.requestFrame();
+      return;
+    }
+    this.style = style;
     this.drawFill = new Uint32Array(n);
     this.drawRim = new Uint32Array(n);
     this.order = null;
@@ -839,4 +846,16 @@ export class MapView {
     if (changed) this.drawOverlay();
     this.callbacks.hover?.(index, clientX, clientY);
   }
+}
+
+/** Whether two styles draw every point the same (equal arrays, element by element): an epoch change within a
+ * run usually keeps the colouring, and then the map keeps its mixed colours instead of redoing them. */
+export function sameStyle(a: MapStyle | null, b: MapStyle | null): boolean {
+  if (a === b) return true;
+  if (!a || !b) return false;
+  return equalArrays(a.fill, b.fill) && equalArrays(a.visible, b.visible) && equalArrays(a.emphasis, b.emphasis);
+}
+
+function equalArrays(a: Uint32Array | Uint8Array | null, b: Uint32Array | Uint8Array | null): boolean {
+  return a === b || (a !== null && b !== null && sameElements(a, b));
 }

@@ -3,7 +3,7 @@
  * off; a highlighted class. Pure: arrays in, a {@link MapStyle} and its legend out (unit-tested).
  */
 
-import type { Concepts, Points } from "../api/columns";
+import { type Concepts, type Points, sameElements } from "../api/columns";
 import type { Layer } from "../api/types";
 import { classColour, importanceColour, layerColour, movementColour, toAbgr } from "../colors";
 import type { Colouring } from "../state/url";
@@ -48,7 +48,7 @@ const MISSING = "#b9b9b4";
 export function alignConcepts(points: Points, concepts: Concepts): { classIdx: Int32Array; share: Float32Array } {
   const classIdx = new Int32Array(points.n).fill(-1);
   const share = new Float32Array(points.n);
-  const same = concepts.n === points.n && concepts.neuronId.every((id, i) => id === points.neuronId[i]);
+  const same = concepts.n === points.n && sameElements(concepts.neuronId, points.neuronId);
   if (same) {
     classIdx.set(concepts.classIdx);
     share.set(concepts.share);
@@ -78,7 +78,6 @@ export function computeStyle(input: StyleInput): StyleResult {
   const n = points.n;
   const fill = new Uint32Array(n);
   const hidden = new Set(input.hidden);
-  const layerPos = new Map(layers.map((l, i) => [l.idx, i]));
   let visible: Uint8Array | null = null;
   if (hidden.size) {
     visible = new Uint8Array(n);
@@ -141,13 +140,19 @@ export function computeStyle(input: StyleInput): StyleResult {
       note: "share of the class's images the evolution helped",
     };
   } else {
-    const colours = layers.map((_, i) => toAbgr(layerColour(i, layers.length)));
-    const counts = new Map<number, number>();
+    // Layer indices are small integers: arrays instead of maps keep this loop cheap at 100k points
+    // (it runs on every epoch change).
+    const maxIdx = layers.reduce((m, l) => Math.max(m, l.idx), -1);
+    const colourOf = new Uint32Array(maxIdx + 1).fill(toAbgr(MISSING));
+    layers.forEach((l, i) => (colourOf[l.idx] = toAbgr(layerColour(i, layers.length))));
+    const missing = toAbgr(MISSING);
+    const perLayer = new Int32Array(maxIdx + 1);
     for (let i = 0; i < n; i++) {
       const l = points.layerIdx[i];
-      counts.set(l, (counts.get(l) ?? 0) + 1);
-      const p = layerPos.get(l);
-      fill[i] = p === undefined ? toAbgr(MISSING) : colours[p];
+      if (l >= 0 && l <= maxIdx) {
+        perLayer[l]++;
+        fill[i] = colourOf[l];
+      } else fill[i] = missing;
     }
     legend = {
       kind: "categorical",
@@ -156,7 +161,7 @@ export function computeStyle(input: StyleInput): StyleResult {
         key: l.idx,
         label: l.name,
         colour: layerColour(i, layers.length),
-        count: counts.get(l.idx) ?? 0,
+        count: l.idx >= 0 && l.idx <= maxIdx ? perLayer[l.idx] : 0,
         off: hidden.has(l.idx),
       })),
     };

@@ -29,6 +29,8 @@ export class EpochSlider {
   private epochs: SliderEpoch[] = [];
   private current: number | null = null;
   private dragging = false;
+  /** The track's width, from the resize observer: reading it in render would force a layout per epoch. */
+  private width = 0;
 
   constructor(private readonly callbacks: SliderCallbacks) {
     this.playButton = h("button", {
@@ -47,7 +49,12 @@ export class EpochSlider {
       .attr("data-testid", "slider")
       .attr("height", 44) as Selection<SVGSVGElement, unknown, null, undefined>;
     this.element.appendChild(this.label);
-    new ResizeObserver(() => this.render()).observe(this.element);
+    new ResizeObserver(() => {
+      const width = this.svg.node()?.clientWidth ?? 0;
+      if (width === this.width) return;
+      this.width = width;
+      this.render();
+    }).observe(this.element);
     this.svg.on("pointerdown", (e: PointerEvent) => {
       this.dragging = true;
       this.svg.node()?.setPointerCapture(e.pointerId);
@@ -74,7 +81,7 @@ export class EpochSlider {
   }
 
   private scale() {
-    const width = this.svg.node()?.clientWidth || 600;
+    const width = this.width || 600;
     const lo = this.epochs.length ? this.epochs[0].epoch : 0;
     const hi = this.epochs.length ? this.epochs[this.epochs.length - 1].epoch : 1;
     return scaleLinear()

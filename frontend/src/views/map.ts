@@ -71,6 +71,7 @@ export class MapController implements ViewController {
   private metrics: EpochMetrics[] = [];
   private metricsKey = "";
   private panelKey = "";
+  private legendKey = "";
   private requested = new Map<string, number>();
   /** A render is still loading (its generation is current). */
   private rendering = false;
@@ -377,6 +378,10 @@ export class MapController implements ViewController {
   // ---- legend, slider, metrics ----------------------------------------------------------------------------
 
   private renderLegend(legend: Legend, state: ViewState, shown: Shown): void {
+    // Rebuilt only when something it shows changed: an epoch change within a run usually keeps it.
+    const key = JSON.stringify([legend, state.color, state.cls, state.imp, shown.run.id, shown.classNames, shown.style?.highlighted]);
+    if (key === this.legendKey) return;
+    this.legendKey = key;
     const body: HTMLElement[] = [colourPicker(state.color, (color) => this.store.update({ color })), h("div", { class: "legend-title" }, legend.title)];
     if (legend.kind === "categorical") {
       const toggle = legend.title === "Layer";
