@@ -5,9 +5,9 @@ PIP := .venv/bin/pip
 STAMP := .venv/.setup-stamp
 PYTEST_ARGS ?=
 
-.PHONY: setup test demo lint frontend chromium clean-demo
+.PHONY: setup test demo lint frontend chromium postgresql clean-demo
 
-setup: $(STAMP) frontend chromium
+setup: $(STAMP) frontend chromium postgresql
 
 # The venv is rebuilt only when pyproject.toml changes. torch/torchvision are pinned to the
 # wheels on this machine's disk (a plain `torch` would download several GB).
@@ -30,6 +30,16 @@ chromium:
 			(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
 			|| echo "warning: could not install chromium; browser tests will be skipped"; \
 		else echo "note: chromium missing and apt-get unavailable; browser tests will be skipped"; fi; \
+	fi
+
+# Debian's PostgreSQL server binaries for the PostgreSQL tests (tests/pg.py starts a throwaway server; the
+# package's own cluster is not used), when they are missing and we may install them.
+postgresql:
+	@if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql >/dev/null) \
+			|| echo "warning: could not install postgresql; PostgreSQL tests will be skipped"; \
+		else echo "note: postgresql missing and apt-get unavailable; PostgreSQL tests will be skipped"; fi; \
 	fi
 
 # The front end's unit tests (vitest) first, then every Python test, browser tests included (pytest last, so

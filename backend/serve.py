@@ -37,6 +37,9 @@ def _env_seconds(name: str, default: float) -> float:
 HEADER_TIMEOUT_S = _env_seconds("CONCEPTEVO_HEADER_TIMEOUT_S", 10.0)
 #: An idle keep-alive connection is closed after this many seconds.
 KEEP_ALIVE_S = _env_seconds("CONCEPTEVO_KEEP_ALIVE_S", 5.0)
+#: On shutdown, responses still streaming (the page's ``/api/events``) are cut after this many seconds instead of
+#: holding the server open until they end; browsers reconnect by themselves.
+GRACEFUL_S = 3.0
 
 
 class UnsafeBind(ValueError):
@@ -97,6 +100,7 @@ def server_limits() -> dict[str, Any]:
         "http": _bounded_h11_protocol(),
         "h11_max_incomplete_event_size": MAX_HEADER_BYTES,
         "timeout_keep_alive": KEEP_ALIVE_S,
+        "timeout_graceful_shutdown": GRACEFUL_S,
     }
 
 

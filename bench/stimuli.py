@@ -10,7 +10,7 @@ images, generated batch by batch from a seeded generator so that the input itsel
 
 Usage: ``.venv/bin/python bench/stimuli.py [--quick] [--device cuda]`` (the timed passes run on ``--device``,
 images already there; the memory children stay on the CPU, where max RSS means something). The last line printed is one JSON object:
-``forward_s``, ``stimuli_s``, ``ratio`` (goal ≤ 1.10), ``stimuli_full_s`` / ``ratio_full`` (the same
+``forward_s``, ``stimuli_s``, ``ratio`` (goal ≤ 1.05, issue 13), ``stimuli_full_s`` / ``ratio_full`` (the same
 without stopping each forward after the last analysed layer), the same as process CPU time
 (``*_cpu_s``, ``ratio_cpu``, ``ratio_full_cpu``: steadier on a shared machine), ``mem_1x_mb``, ``mem_4x_mb``,
 ``mem_ratio`` (goal ≤ 1.1), and the settings.
@@ -135,7 +135,7 @@ def main() -> None:
         "mem_1x_mb": round(mem_1x, 1),
         "mem_4x_mb": round(mem_4x, 1),
         "mem_ratio": round(mem_4x / mem_1x, 4),
-        "goal_ratio": 1.10,
+        "goal_ratio": 1.05,
         "goal_mem_ratio": 1.1,
     }
     print(json.dumps(result))

@@ -8,6 +8,7 @@ on stderr with exit status 2, never a traceback.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+import typer.main
 
 from worker.errors import ConceptEvoError
 
@@ -64,7 +66,7 @@ def demo_data(
     size: Annotated[
         str, typer.Option(help="small (a few hundred images) or default (4,000 + 1,000).")
     ] = "default",
-    seed: Annotated[int, typer.Option(help="Random seed; same seed, same bytes.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, help="Random seed; same seed, same bytes.")] = 0,
 ) -> None:
     """Generate the demo image set (an ImageFolder of known visual concepts).
 
@@ -86,7 +88,7 @@ def demo_data(
 def demo_train(
     out: Annotated[Path | None, typer.Option(help="Demo world folder (default: data/demo).")] = None,
     runs: Annotated[list[str] | None, typer.Option("--run", help="Only these runs (repeatable).")] = None,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, help="Random seed.")] = 0,
 ) -> None:
     """Train the demo runs (healthy, high-lr, overfit) with a checkpoint per epoch.
 
@@ -117,12 +119,16 @@ def train(
     lr: Annotated[float, typer.Option(help="Learning rate.")] = 2e-3,
     schedule: Annotated[str, typer.Option(help="onecycle or constant.")] = "onecycle",
     image_size: Annotated[
-        int | None, typer.Option(help="Resize images to this side (default: as is).")
+        int | None, typer.Option(min=1, help="Resize images to this side (default: as is).")
     ] = None,
     augment: Annotated[bool, typer.Option(help="Random crop + flip.")] = True,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, help="Random seed.")] = 0,
     device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N.")] = "cpu",
     overwrite: Annotated[bool, typer.Option(help="Replace a run already in --out.")] = False,
+    model_kwargs: Annotated[
+        str | None,
+        typer.Option(help="JSON object of factory arguments besides num_classes, e.g. '{\"width\": 32}'."),
+    ] = None,
 ) -> None:
     """Train any model on any ImageFolder with one checkpoint per epoch (the layout ConceptEvo reads).
 
@@ -131,6 +137,7 @@ def train(
     from worker.training import TrainConfig
     from worker.training import train as run_training
 
+    _check_device(device)
     config = TrainConfig(
         arch=arch,
         epochs=epochs,
@@ -142,6 +149,7 @@ def train(
         augment=augment,
         seed=seed,
         device=device,
+        model_kwargs=_parse_model_kwargs(model_kwargs) or {},
     )
     history = run_training(config, dataset, out, progress=True, overwrite=overwrite)
     typer.echo(json.dumps(history[-1]))
@@ -158,10 +166,10 @@ def demo(
     size: Annotated[
         str, typer.Option(help="default (4,000 + 1,000 images) or small (for a quick look).")
     ] = "default",
-    seed: Annotated[int, typer.Option(help="Random seed of the demo world.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, help="Random seed of the demo world.")] = 0,
     serve: Annotated[bool, typer.Option(help="Start a worker and the web app after queueing.")] = True,
     host: Annotated[str, typer.Option(help="Address to serve on (loopback by default).")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to serve on.")] = 8000,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to serve on.")] = 8000,
     device: Annotated[str, typer.Option(help="Worker device: cpu, cuda, cuda:N.")] = "cpu",
     insecure_no_token: Annotated[
         bool,
@@ -180,6 +188,7 @@ def demo(
     if seed < 0:
         raise ConceptEvoError("seed must be a non-negative integer")
     if serve:
+        _check_device(device)
         _refuse_unsafe_bind(host, insecure_no_token)
     root = demo_root()
     store = _store()
@@ -253,7 +262,7 @@ def _serve_with_worker(host: str, port: int, device: str, insecure_no_token: boo
 @app.command("serve")
 def serve(
     host: Annotated[str, typer.Option(help="Address to bind; loopback by default.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port.")] = 8000,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port.")] = 8000,
     db: Annotated[
         str | None, typer.Option(help="Database URL or SQLite file (default $CONCEPTEVO_DB).")
     ] = None,
@@ -280,21 +289,52 @@ def worker(
     once: Annotated[
         bool, typer.Option("--once", help="Exit when the queue has nothing left to claim.")
     ] = False,
-    poll: Annotated[float, typer.Option(help="Seconds between polls of an empty queue.")] = 2.0,
-    max_jobs: Annotated[int | None, typer.Option(help="Exit after this many jobs.")] = None,
+    poll: Annotated[
+        float, typer.Option(min=0.01, max=3600, help="Seconds between polls of an empty queue.")
+    ] = 2.0,
+    max_jobs: Annotated[int | None, typer.Option(min=1, help="Exit after this many jobs.")] = None,
 ) -> None:
-    """Claim and run jobs (a progress bar per job; SIGTERM releases the current job cleanly).
+    """Claim and run jobs (a progress bar per job; SIGTERM releases the current job cleanly). Exits with
+    status 1 when a job it ran failed (and is not retried later in the same run).
 
     Example: conceptevo worker --device cuda:0
     """
+    from collections import Counter
+
     from worker.runner import run_worker
 
+    _check_device(device)
     if device == "auto":
         import torch
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    done = run_worker(_store(), device=device, once=once, poll=poll, max_jobs=max_jobs)
+    from backend.store import data_dir
+    from backend.store.datafolder import check_data_folder
+
+    store = _store()
+    check_data_folder(store, data_dir())  # on PostgreSQL: refuse a data folder the other workers do not share
+    outcomes: dict[int, str] = {}
+    done = run_worker(store, device=device, once=once, poll=poll, max_jobs=max_jobs, outcomes=outcomes)
+    failed = Counter(outcomes.values())["failed"]
+    if failed:
+        typer.echo(
+            f"worker finished {done} job(s); {failed} failed (see conceptevo jobs list --status failed)",
+            err=True,
+        )
+        raise typer.Exit(1)
     typer.echo(f"worker finished {done} job(s)")
+
+
+def _check_device(device: str) -> None:
+    """Refuse a device name torch would not parse, before anything starts (torch-free: ``demo`` must start fast).
+
+    Args:
+        device: ``auto``, ``cpu``, ``mps``, ``cuda`` or ``cuda:N``.
+    """
+    import re
+
+    if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", device):
+        raise ConceptEvoError(f"device must be auto, cpu, mps, cuda or cuda:N; got {device!r}")
 
 
 @app.command("add-dataset")
@@ -321,14 +361,106 @@ def add_run_command(
         list[str] | None, typer.Option(help="Dotted module name to analyse (repeatable).")
     ] = None,
     notes: Annotated[str, typer.Option(help="Free text.")] = "",
+    model_kwargs: Annotated[
+        str | None,
+        typer.Option(help="JSON object of factory arguments besides num_classes, e.g. '{\"width\": 32}'."),
+    ] = None,
 ) -> None:
-    """Register a training run and its per-epoch checkpoints.
+    """Register a training run and its per-epoch checkpoints (the first and last are opened and checked
+    against the architecture and the dataset's class count).
 
     Example: conceptevo add-run r18 --arch resnet18 --checkpoints runs/r18 --dataset flowers
     """
     from worker.registration import add_run
 
-    typer.echo(add_run(_store(), name, arch, checkpoints, dataset, layer or None, notes).summary)
+    kwargs = _parse_model_kwargs(model_kwargs)
+    typer.echo(add_run(_store(), name, arch, checkpoints, dataset, layer or None, notes, kwargs).summary)
+
+
+def _parse_model_kwargs(text: str | None) -> dict | None:
+    """``--model-kwargs`` as a dict (None when not given); a one-line error for anything but a JSON object.
+
+    Args:
+        text: the option's value.
+
+    Returns:
+        The keyword arguments, or None.
+    """
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise ConceptEvoError(
+            f"--model-kwargs must be a JSON object like '{{\"width\": 32}}'; {exc}"
+        ) from None
+    if not isinstance(value, dict):
+        raise ConceptEvoError(f"--model-kwargs must be a JSON object like '{{\"width\": 32}}', got {text!r}")
+    return value
+
+
+@app.command("watch")
+def watch_command(
+    folder: Annotated[Path, typer.Argument(help="Folder a trainer writes one checkpoint per epoch into.")],
+    arch: Annotated[str, typer.Option(help="torchvision name or package.module:factory.")],
+    dataset: Annotated[str, typer.Option(help="Registered dataset name, or an ImageFolder path.")],
+    space: Annotated[
+        list[str], typer.Option(help="Space to place the epochs in (repeatable; built if missing).")
+    ],
+    run: Annotated[str | None, typer.Option(help="Run name (default: the folder's name).")] = None,
+    pattern: Annotated[
+        str | None,
+        typer.Option(help="Checkpoint file names, e.g. 'epoch_{epoch}.pt' (default: any epoch name)."),
+    ] = None,
+    layer: Annotated[
+        list[str] | None, typer.Option(help="Dotted module name to analyse (repeatable).")
+    ] = None,
+    base_epoch: Annotated[
+        int | None, typer.Option(help="Epoch that builds a missing space (default: first).")
+    ] = None,
+    reference: Annotated[
+        str | None, typer.Option(help="Reference run for the diversity alarm, e.g. healthy.")
+    ] = None,
+    poll: Annotated[float, typer.Option(help="Seconds between scans.")] = 2.0,
+    settle: Annotated[
+        float, typer.Option(help="Seconds a file must stay unchanged before it is read.")
+    ] = 1.0,
+    once: Annotated[bool, typer.Option("--once", help="Take what is complete now, then exit.")] = False,
+) -> None:
+    """Register and place every new checkpoint in FOLDER as it appears (once completely written); Ctrl-C stops.
+
+    Example: conceptevo watch runs/r18 --arch resnet18 --dataset flowers --space flowers --reference healthy
+    """
+    import signal
+
+    from worker.tracker import RunFeed
+    from worker.watch import Watcher
+
+    if poll <= 0 or settle < 0:
+        raise ConceptEvoError("--poll must be positive and --settle not negative")
+    name = run or folder.resolve().name
+    feed = RunFeed(
+        name,
+        arch,
+        dataset,
+        space,
+        folder,
+        layer or None,
+        base_epoch,
+        reference,
+        source="watch",
+        store=_store(),
+    )
+    watcher = Watcher(folder, feed, pattern, settle_s=settle, poll_s=poll)
+    feed.register()  # a bad dataset, architecture, layer or reference is said before watching starts
+
+    def on_term(signum, frame) -> None:  # SIGTERM stops as cleanly as Ctrl-C
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
+    typer.echo(f"watching {watcher.folder} for run {name!r} (Ctrl-C stops)")
+    fed = watcher.run(once=once)
+    typer.echo(f"watch: {fed} epoch(s) registered and queued for run {name!r}")
 
 
 def _spec(kind: str, params: dict):
@@ -343,11 +475,21 @@ def _spec(kind: str, params: dict):
 
 
 def _enqueue(kind: str, params: dict) -> None:
-    from backend.store.jobspec import enqueue_job
+    """Queue a job after the checks the API makes (:func:`backend.store.jobspec.check_references`: a class,
+    run, snapshot or space that does not exist is refused now, in one line, not later in the worker). A result
+    that exists already (and no ``--force``) queues nothing and says so (exit status 0)."""
+    from backend.store.jobspec import AlreadyComputed, check_references, enqueue_job
     from worker.jobs import PRIORITY
 
     spec = _spec(kind, params)
-    job, created = enqueue_job(_store(), spec, priority=PRIORITY[kind])
+    store = _store()
+    try:
+        with store.session(readonly=True) as session:
+            check_references(session, spec)
+    except AlreadyComputed as exc:
+        typer.echo(str(exc))
+        return
+    job, created = enqueue_job(store, spec, priority=PRIORITY[kind])
     state = "queued" if created else f"already {job.status}"
     typer.echo(f"job {job.id} {kind} {json.dumps(job.params)}: {state}")
 
@@ -389,8 +531,11 @@ def build_space_command(
     negatives: Annotated[int | None, typer.Option(help="Negative neurons per pair (default 3).")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Images per forward batch (default 128).")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed (default 0).")] = None,
+    replace: Annotated[
+        bool, typer.Option("--replace", help="Rebuild a space of this name that exists (drops its results).")
+    ] = False,
 ) -> None:
-    """Queue building a unified semantic space on a base snapshot.
+    """Queue building a unified semantic space on a base snapshot (an existing name needs --replace).
 
     Example: conceptevo build-space --base healthy@10 --name main --compute healthy --compute high-lr
     """
@@ -411,6 +556,7 @@ def build_space_command(
         "negatives": negatives,
         "batch_size": batch_size,
         "seed": seed,
+        "replace": replace,
     }
     if compute:
         params["compute_runs"] = [run_id_of(store, other) for other in compute]
@@ -422,24 +568,33 @@ def compute_command(
     run: Annotated[str, typer.Argument(help="Run name.")],
     space: Annotated[str, typer.Option(help="Space name.")],
     epochs: Annotated[str | None, typer.Option(help="Epochs, e.g. 0-10 or 1,3,5 (default: all).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Recompute epochs already computed.")] = False,
 ) -> None:
-    """Queue placing a run's epochs in a built space.
+    """Queue placing a run's epochs in a space (one still being built too: the jobs wait for it). Epochs
+    already computed are skipped unless --force.
 
     Example: conceptevo compute high-lr --space demo --epochs 0-5
     """
     from backend.store import find_space, list_spaces
+    from backend.store.jobspec import building_space
 
     store = _store()
     with store.session(readonly=True) as session:
         row = find_space(session, space)
-        if row is None:
+        build = building_space(session, space) if row is None else None
+        if row is None and build is None:
             names = ", ".join(other.name for other in list_spaces(session)) or "none"
             raise ConceptEvoError(
                 f"no space {space!r} (spaces: {names}); build one with build-space --compute"
             )
-        space_id = row.id
+        # A space still being built has no id yet: its jobs name it, and wait for the build job (deferred).
+        where = {"space_id": row.id} if row is not None else {"space_name": space}
+    if build is not None:
+        typer.echo(
+            f"space {space!r} is not built yet: these jobs wait for its build job {build.id} ({build.status})"
+        )
     for snapshot_id in _run_snapshots(store, run, epochs)[1].values():
-        _enqueue("add_snapshot", {"space_id": space_id, "snapshot_id": snapshot_id})
+        _enqueue("add_snapshot", {**where, "snapshot_id": snapshot_id, "force": force})
 
 
 @app.command("importance")
@@ -454,8 +609,10 @@ def importance_command(
     reps: Annotated[
         int | None, typer.Option(help="Reversion check: random bins averaged per layer (default 5).")
     ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Recompute an importance already computed.")] = False,
 ) -> None:
-    """Queue the importance of every neuron's evolution t → t' for classes (Eq 5–7).
+    """Queue the importance of every neuron's evolution t → t' for classes (Eq 5–7); nothing when it is
+    computed already, unless --force.
 
     Example: conceptevo importance healthy --from 2 --to 5 --classes 0,1
     """
@@ -468,9 +625,50 @@ def importance_command(
             params["classes"] = [int(c) for c in classes.split(",")]
         except ValueError:
             raise ConceptEvoError(f"classes must look like 0,3,7; got {classes!r}") from None
-    _enqueue("importance", params)
+    _enqueue("importance", {**params, "force": force})
     if revert:
         _enqueue("revert_eval", {**params, "reps": reps})
+
+
+@app.command("eval")
+def eval_command(
+    space: Annotated[str | None, typer.Option(help="Space name (default: the only space).")] = None,
+    reps: Annotated[int | None, typer.Option(help="Reversion repetitions per stage (default 5).")] = None,
+    images: Annotated[int | None, typer.Option(help="Reversion images per class (default 16).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of every sample (default 0).")] = None,
+) -> None:
+    """Queue the evaluation report of a space: the paper's findings recomputed, in data/reports/<space>/.
+
+    Example: conceptevo eval --space demo; then conceptevo worker --once
+    """
+    from backend.store import find_space, list_spaces
+
+    with _store().session(readonly=True) as session:
+        spaces = list_spaces(session)
+        row = find_space(session, space) if space is not None else (spaces[0] if len(spaces) == 1 else None)
+        if row is None:
+            names = ", ".join(other.name for other in spaces) or "none"
+            what = f"no space {space!r}" if space is not None else "several spaces; pick one with --space"
+            raise ConceptEvoError(f"{what} (spaces: {names}); build one with build-space")
+        space_id = row.id
+    _enqueue("eval", {"space_id": space_id, "reps": reps, "images": images, "seed": seed})
+
+
+@app.command("rm")
+def rm_command(
+    kind: Annotated[str, typer.Argument(help="run, dataset or space.")],
+    name: Annotated[str, typer.Argument(help="Its name.")],
+) -> None:
+    """Remove a run, dataset or space with everything computed from it (one transaction; refused while a job
+    uses it or another object depends on it). Checkpoints and images are never touched.
+
+    Example: conceptevo rm space old-space; conceptevo rm run typo-run
+    """
+    from backend.store import removal
+
+    if kind not in removal.KINDS:
+        raise ConceptEvoError(f"rm: cannot remove a {kind!r}; use rm run|dataset|space NAME")
+    typer.echo(removal.remove(_store(), kind, name, _data_dir()).summary)  # type: ignore[arg-type]
 
 
 @app.command("jobs")
@@ -487,7 +685,11 @@ def jobs_command(
 
     store = _store()
     if action == "list":
-        for job in queue.list_jobs(store, status=status, limit=1000):
+        try:
+            jobs = queue.list_jobs(store, status=status, limit=1000)
+        except ValueError as exc:  # an unknown status: the store's message lists the valid ones
+            raise ConceptEvoError(f"jobs --status: {exc}") from None
+        for job in jobs:
             line = f"{job.id:>5} {job.status:<9} {job.kind:<12} {job.progress:>4.0%} {json.dumps(job.params)}"
             if job.error:
                 line += f"  error: {job.error.splitlines()[0]}"
@@ -501,16 +703,62 @@ def jobs_command(
     typer.echo(f"job {job.id}: {job.status}")
 
 
-def main() -> None:
-    """Console-script entry: run the app, turning user errors into one-line messages."""
-    from backend.store.errors import StoreError
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry: run the app; every user error is one line on stderr and exit status 2.
 
-    user_errors: tuple[type[BaseException], ...] = (ConceptEvoError, StoreError)
+    Args:
+        argv: the arguments (default: ``sys.argv[1:]``); tests pass them to run the CLI in-process.
+    """
+    sys.exit(run(argv))
+
+
+@functools.cache
+def _command():
+    """The click command of :data:`app`, built once per process (typer rebuilds it on every call otherwise)."""
+    return typer.main.get_command(app)
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Run the CLI on ``argv`` and return its exit status, turning errors into one line on stderr.
+
+    Bad option values found by the parser (a word for a number, an unknown choice, a missing option), the
+    commands' own checks (:class:`~worker.errors.ConceptEvoError`) and the store's refusals (``StoreError``)
+    all end the same way: ``error: …`` naming the command and the fix, status 2, no traceback.
+
+    Args:
+        argv: the arguments, without the program name.
+
+    Returns:
+        The exit status.
+    """
+    # typer vendors its own click; its exceptions are only reachable here (none is re-exported)
+    from sqlalchemy.exc import DBAPIError
+    from typer._click.exceptions import ClickException, UsageError
+
+    from backend.store.errors import BUSY_HINT, StoreError, is_busy_error
+
     try:
-        app()
-    except user_errors as exc:
-        typer.echo(f"error: {exc}", err=True)
-        sys.exit(2)
+        status = _command().main(args=argv, prog_name="conceptevo", standalone_mode=False)
+    except UsageError as exc:
+        command = exc.ctx.command_path if exc.ctx is not None else "conceptevo"
+        message = " ".join(exc.format_message().split())
+        typer.echo(f"error: {command}: {message} (see {command} --help)", err=True)
+        return 2
+    except ClickException as exc:
+        typer.echo(f"error: {' '.join(exc.format_message().split())}", err=True)
+        return 2
+    except (ConceptEvoError, StoreError) as exc:
+        typer.echo(f"error: {' '.join(str(exc).split())}", err=True)
+        return 2
+    except DBAPIError as exc:  # a lock held elsewhere past the busy timeout: say so, not a traceback
+        if not is_busy_error(exc):
+            raise
+        typer.echo(f"error: the database is busy ({str(exc.orig).splitlines()[0]}): {BUSY_HINT}", err=True)
+        return 2
+    except typer.Abort:
+        typer.echo("aborted", err=True)
+        return 130
+    return status if isinstance(status, int) else 0
 
 
 if __name__ == "__main__":

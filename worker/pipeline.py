@@ -31,17 +31,20 @@ from worker.data.imagefolder import ImageFolderDataset, load_split, make_loader
 from worker.engine.health import concept_diversity, movement
 from worker.engine.image_embedding import (
     UncoveredRule,
+    choose_damping,
     coverage,
     fit_image_embedding,
     fit_uncovered_rule,
     image_vectors_for_all,
     neuron_vectors_from_stimuli,
 )
+from worker.engine.layers import LayerSpec, resolve_layers
 from worker.engine.neuron_embedding import train_neuron_embedding
 from worker.engine.projection import Projection, fit_projection
+from worker.engine.stability import Stability, map_extent, split_half_stability
 from worker.engine.stimuli import Stimuli, compute_stimuli
+from worker.engine.ties import tied_stimuli, ties_per_layer
 from worker.errors import ConceptEvoError
-from worker.models.layers import LayerSpec, resolve_layers
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +93,10 @@ class PlacedSnapshot:
         vectors: ``(n_neurons, dim)`` its neurons' vectors in the space (Eq 2; Eq 1 for the base model).
         positions: ``(n_neurons, 2)`` float32 map positions.
         coverage: share of its stimuli whose image vectors came straight from Eq 3.
-        diversity: concept diversity (mean per-dimension differential entropy of ``vectors``).
+        diversity: concept diversity (mean per-dimension differential entropy of ``vectors``), tied neurons
+            left out.
+        tied: ``(n_neurons,)`` bool, neurons whose k stimulus maxima all tie (:mod:`worker.engine.ties`).
+        stability: split-half stability of the placement (:mod:`worker.engine.stability`).
     """
 
     stimuli: Stimuli
@@ -98,6 +104,14 @@ class PlacedSnapshot:
     positions: np.ndarray
     coverage: float
     diversity: float
+    tied: np.ndarray | None = None
+    stability: Stability | None = None
+
+    @property
+    def ties_per_layer(self) -> list[int]:
+        """Tied neurons per layer (in ``stimuli.layer_names`` order)."""
+        tied = tied_stimuli(self.stimuli.maxima) if self.tied is None else self.tied
+        return ties_per_layer(tied, self.stimuli.layer_of, len(self.stimuli.layer_names))
 
     def movement_from(self, earlier: PlacedSnapshot) -> float:
         """Mean Euclidean distance of each neuron's vector from ``earlier`` (same architecture)."""
@@ -142,12 +156,17 @@ def place_stimuli(
             f"stimuli were computed on {stimuli.n_images} images, the space on {len(image_vectors)}"
         )
     vectors = neuron_vectors_from_stimuli(stimuli.indices, image_vectors)
+    tied = tied_stimuli(stimuli.maxima)
     return PlacedSnapshot(
         stimuli=stimuli,
         vectors=vectors,
         positions=projection.transform(vectors),
         coverage=coverage(stimuli.indices, covered),
-        diversity=concept_diversity(vectors),
+        diversity=concept_diversity(vectors, exclude=tied),
+        tied=tied,
+        stability=split_half_stability(
+            stimuli.indices, image_vectors, projection.transform, map_extent(projection.base_positions)
+        ),
     )
 
 
@@ -262,7 +281,12 @@ def build_space(
 
     report(0.7, "image embedding")
     started = time.perf_counter()
-    images = fit_image_embedding(base_stimuli.indices, embedding.vectors, base_stimuli.n_images)
+    damping = choose_damping(
+        base_stimuli.indices, embedding.vectors, base_stimuli.responses, seed=params.seed
+    )
+    images = fit_image_embedding(
+        base_stimuli.indices, embedding.vectors, base_stimuli.n_images, damping=damping.damping
+    )
     rule = fit_uncovered_rule(
         base_stimuli.responses, base_stimuli.indices, embedding.vectors, images, seed=params.seed
     )
@@ -274,12 +298,22 @@ def build_space(
     projection = fit_projection(embedding.vectors, seed=params.seed)
     timings["umap_s"] = time.perf_counter() - started
 
+    tied = tied_stimuli(base_stimuli.maxima)
     base = PlacedSnapshot(
         stimuli=base_stimuli,
         vectors=embedding.vectors,
         positions=projection.base_positions,
         coverage=1.0,
-        diversity=concept_diversity(embedding.vectors),
+        diversity=concept_diversity(embedding.vectors, exclude=tied),
+        tied=tied,
+        # The base model sits at its Eq 1 vectors, but its Eq 2 placement is what later epochs get.
+        stability=split_half_stability(
+            base_stimuli.indices,
+            image_vectors,
+            projection.transform,
+            map_extent(projection.base_positions),
+            seed=params.seed,
+        ),
     )
     stats = {
         "objective": _thin(embedding.objective_per_epoch),
@@ -287,6 +321,7 @@ def build_space(
         "rmse": float(images.rmse),
         "r2": float(images.r2),
         "covered_images": int(images.covered.sum()),
+        "damping": damping.to_json(),
         "n_images": int(base_stimuli.n_images),
         "uncovered_rule": {
             "normalisation": rule.normalisation,

@@ -10,12 +10,13 @@ Handlers write their results through :func:`backend.store.finishing`, in one tra
 marks the job done, so a killed or failed job leaves nothing half-written. Files go the same way: a handler writes
 them into its job's scratch folder (:attr:`JobContext.scratch`, under ``<data>/tmp``) and moves them into place in
 that transaction; the folder is removed when the job ends however it ends, and a starting worker removes the
-folders of jobs no longer running where they were made (a killed worker's).
+folders of jobs no longer running where they were made (a killed worker's). What a handler gets and may raise
+(:class:`~worker.jobs.context.JobContext`, :class:`~worker.jobs.context.Deferred`, …) is defined in
+:mod:`worker.jobs.context`, which imports nothing of this loop.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import shutil
@@ -23,16 +24,23 @@ import signal
 import threading
 import time
 import traceback
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
-
-from backend.store import data_dir, queue
-from backend.store.errors import LeaseLost, StoreError
+from backend.store import queue
+from backend.store.errors import DatabaseBusyError, LeaseLost, StoreError, is_busy_error
+from backend.store.writes import discard_stale_stages
 from worker.errors import ConceptEvoError
+from worker.jobs import handlers as default_handlers
+from worker.jobs.context import (
+    Deferred,
+    Handler,
+    JobContext,
+    JobLost,
+    StopRequested,
+    scratch_dir,
+    scratch_root,
+)
+from worker.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -59,39 +67,9 @@ DEFER_BASE_S = _env_seconds("CONCEPTEVO_DEFER_S", queue.DEFER_BASE_S)
 DEFER_CAP_S = _env_seconds("CONCEPTEVO_DEFER_CAP_S", queue.DEFER_CAP_S)
 #: … and fails once deferred this often.
 MAX_DEFERRALS = queue.MAX_DEFERRALS
-
-
-class StopRequested(Exception):
-    """Raised inside a handler at a progress report once the worker was asked to stop."""
-
-
-class JobLost(Exception):
-    """Raised inside a handler when its job was cancelled or claimed by another worker."""
-
-
-class Deferred(Exception):
-    """A handler's input is not ready yet (e.g. the space is still being built): requeue, try later.
-
-    The job waits with backoff (:func:`backend.store.queue.defer`) while the worker runs other jobs; deferred
-    more than :data:`MAX_DEFERRALS` times it fails with ``gave_up`` — why the input presumably never comes.
-    """
-
-    def __init__(self, reason: str, gave_up: str | None = None) -> None:
-        super().__init__(reason)
-        self.gave_up = gave_up
-
-
-def scratch_root() -> Path:
-    """Where jobs' scratch folders live: ``<data>/tmp`` (on the data directory's file system, so that moving a
-    finished file into place is a rename)."""
-    return Path(data_dir()) / "tmp"
-
-
-def scratch_dir(job_id: int, worker_id: str) -> Path:
-    """The scratch folder of job ``job_id`` as run by ``worker_id`` (one per claim: a job taken over from a dead
-    worker gets a fresh one)."""
-    tag = hashlib.sha256(worker_id.encode()).hexdigest()[:12]
-    return scratch_root() / f"job{int(job_id)}-{tag}"
+#: A job waiting for another job that is still queued or running (a space being built) waits while that job lives;
+#: this bound (about 8 hours at the 30 s cap) only ends a wait that would never end.
+PATIENT_MAX_DEFERRALS = 1000
 
 
 def remove_stale_scratch(store: Any) -> int:
@@ -115,63 +93,6 @@ def remove_stale_scratch(store: Any) -> int:
     return removed
 
 
-@dataclass
-class JobContext:
-    """What a handler gets: the store, its job, a device, a progress reporter and a per-worker cache."""
-
-    store: Any
-    job: Any
-    worker_id: str
-    device: str
-    cache: dict[str, Any]
-    stop: threading.Event
-    _progress: float = 0.0
-    _message: str = ""
-    _lost: bool = False
-    _bar: tqdm | None = None
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-
-    @property
-    def params(self) -> dict[str, Any]:
-        return self.job.params
-
-    def progress(self, fraction: float, message: str = "") -> None:
-        """Record progress (0–1) for the job row and the terminal bar; raise if the job must stop."""
-        with self._lock:
-            self._progress = max(0.0, min(1.0, float(fraction)))
-            self._message = message or self._message
-        if self._bar is not None:
-            self._bar.n = round(self._progress * 1000)
-            self._bar.set_postfix_str(self._message[:60], refresh=False)
-            self._bar.refresh()
-        self.check()
-
-    def stage(self, start: float, end: float) -> Callable[[float, str], None]:
-        """A progress callback for one stage that maps its own 0–1 onto ``[start, end]`` of the job."""
-        return lambda fraction, message="": self.progress(start + (end - start) * fraction, message)
-
-    def check(self) -> None:
-        if self._lost:
-            raise JobLost(f"job {self.job.id} was cancelled or taken over")
-        if self.stop.is_set():
-            raise StopRequested()
-
-    def snapshot(self) -> tuple[float, str]:
-        with self._lock:
-            return self._progress, self._message
-
-    @property
-    def scratch(self) -> Path:
-        """This job's scratch folder (created on first use, removed when the job ends): write files here, then
-        move them into place inside the transaction that writes the rows referencing them."""
-        path = scratch_dir(self.job.id, self.worker_id)
-        path.mkdir(parents=True, exist_ok=True)
-        return path
-
-
-Handler = Callable[[JobContext], dict[str, Any] | None]
-
-
 def run_worker(
     store: Any,
     device: str = "cpu",
@@ -182,6 +103,7 @@ def run_worker(
     kinds: list[str] | None = None,
     handlers: dict[str, Handler] | None = None,
     install_signals: bool = True,
+    outcomes: dict[int, str] | None = None,
 ) -> int:
     """Claim and run jobs until stopped.
 
@@ -195,13 +117,13 @@ def run_worker(
         kinds: only claim these job kinds.
         handlers: kind → handler (default: :func:`worker.jobs.handlers`).
         install_signals: turn SIGTERM/SIGINT into a clean release of the current job.
+        outcomes: filled with job id → its last outcome here (``done``, ``failed``, ``deferred``, ``released``,
+            ``lost``), so a caller can tell how many jobs failed (a job retried and then done counts as done).
 
     Returns:
         The number of jobs this worker finished successfully.
     """
     if handlers is None:
-        from worker.jobs import handlers as default_handlers
-
         handlers = default_handlers()
     worker_id = worker_id or queue.default_worker_id()
     stop = threading.Event()
@@ -213,6 +135,7 @@ def run_worker(
     log.info("worker %s started on %s", worker_id, device)
     try:
         remove_stale_scratch(store)
+        discard_stale_stages(store)  # rows a killed worker staged (never visible; see store.writes)
     except (OSError, StoreError):
         log.warning("could not clean up old scratch folders", exc_info=True)
     while not stop.is_set() and (max_jobs is None or handled < max_jobs):
@@ -225,6 +148,8 @@ def run_worker(
         handled += 1
         outcome = _run_one(store, job, worker_id, device, cache, stop, handlers)
         done += outcome == "done"
+        if outcomes is not None:
+            outcomes[job.id] = outcome
     log.info("worker %s stopping after %d job(s) (%d done)", worker_id, handled, done)
     return done
 
@@ -233,7 +158,8 @@ def _run_one(store, job, worker_id, device, cache, stop, handlers) -> str:
     ctx = JobContext(store=store, job=job, worker_id=worker_id, device=device, cache=cache, stop=stop)
     beat_stop = threading.Event()
     beat = threading.Thread(target=_heartbeat_loop, args=(ctx, beat_stop), daemon=True)
-    ctx._bar = tqdm(total=1000, desc=f"job {job.id} {job.kind}", unit="‰", leave=True, dynamic_ncols=True)
+    # a percentage bar (no rate of an abstract count); plain lines every few seconds when not on a terminal
+    ctx._bar = progress_bar(1000, f"job {job.id} {job.kind}", unit=None)
     beat.start()
     started = time.perf_counter()
     try:
@@ -255,13 +181,16 @@ def _run_one(store, job, worker_id, device, cache, stop, handlers) -> str:
             gave_up=exc.gave_up,
             base_s=DEFER_BASE_S,
             cap_s=DEFER_CAP_S,
-            max_deferrals=MAX_DEFERRALS,
+            max_deferrals=PATIENT_MAX_DEFERRALS if exc.patient else MAX_DEFERRALS,
         )
         log.info("job %s deferred: %s", job.id, after.message if after is not None else exc)
         return "failed" if after is not None and after.status == "failed" else "deferred"
     except (JobLost, LeaseLost):
         log.warning("job %s was cancelled or taken over; dropping its work", job.id)
         return "lost"
+    except DatabaseBusyError as exc:  # transient: another process held the lock too long
+        _fail(store, job, worker_id, str(exc), retry=True)
+        return "failed"
     except (ConceptEvoError, StoreError) as exc:
         # The user's input is wrong: retrying cannot help.
         _fail(store, job, worker_id, str(exc), retry=False)
@@ -302,15 +231,23 @@ def _fail(store, job, worker_id: str, error: str, retry: bool) -> None:
 
 
 def _heartbeat_loop(ctx: JobContext, stop: threading.Event) -> None:
+    failing = False  # log the first failure of a run of them, and the recovery, nothing in between
     while not stop.wait(HEARTBEAT_S):
         fraction, message = ctx.snapshot()
         try:
             alive = queue.heartbeat(
                 ctx.store, ctx.job.id, ctx.worker_id, progress=fraction, message=message, lease_s=LEASE_S
             )
-        except Exception:  # a busy database must not kill the job; the next beat retries
-            log.warning("heartbeat for job %s failed", ctx.job.id, exc_info=True)
+        except Exception as exc:  # a busy database must not kill the job; the next beat retries
+            if not failing:
+                what = "database busy" if is_busy_error(exc) else f"{type(exc).__name__}: {exc}"
+                first_line = str(what).splitlines()[0]
+                log.warning("heartbeat for job %s failed (%s); retrying quietly", ctx.job.id, first_line)
+            failing = True
             continue
+        if failing:
+            log.info("heartbeat for job %s works again", ctx.job.id)
+            failing = False
         if not alive:
             ctx._lost = True
             return

@@ -43,9 +43,11 @@ from worker.data.imagefolder import (
     make_loader,
     random_crop_flip,
 )
+from worker.engine._utils import eval_on
 from worker.errors import ConceptEvoError
 from worker.models.checkpoints import discover_epochs
-from worker.models.registry import build_model, factory_accepts
+from worker.models.registry import build_model, factory_accepts, resolve_factory
+from worker.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -126,6 +128,7 @@ class TrainConfig:
             raise ConceptEvoError(f"train_subset must be at least 1, got {self.train_subset}")
         if self.dropout is not None and not 0 <= self.dropout < 1:
             raise ConceptEvoError(f"dropout must be in [0, 1), got {self.dropout}")
+        resolve_factory(self.arch)  # an unknown architecture is refused before any image is read
 
     def to_json(self) -> dict[str, Any]:
         """The config as a JSON-serialisable dict."""
@@ -210,12 +213,16 @@ def train(
     dataset_root = Path(dataset_root)
     out_dir = Path(out_dir)
     label = name or out_dir.name
+    created = _first_missing(out_dir)
     _prepare_out_dir(out_dir, overwrite)
     previous_threads = torch.get_num_threads()
     if config.threads:
         torch.set_num_threads(int(config.threads))
     try:
         return _train(config, dataset_root, out_dir, progress, label, on_epoch)
+    except BaseException:
+        _remove_empty(out_dir, created)  # a run that failed before writing anything leaves no folder behind
+        raise
     finally:
         torch.set_num_threads(previous_threads)
 
@@ -342,8 +349,12 @@ def _train(
         model.train()
         start = time.perf_counter()
         total_loss, counted, skipped = 0.0, 0, 0
-        bar = tqdm(
-            total=steps_per_epoch, desc=f"{label} {epoch}/{config.epochs}", leave=False, disable=not progress
+        bar = progress_bar(
+            steps_per_epoch,
+            f"{label} {epoch}/{config.epochs}",
+            unit="step",
+            leave=False,
+            disable=not progress,
         )
         for x, y in train_data.batches(
             config.batch_size, shuffle=True, augment=config.augment, generator=generator
@@ -470,19 +481,17 @@ def _evaluate(
     model: nn.Module, data: _Split, criterion: nn.Module, batch_size: int
 ) -> tuple[float, float, float]:
     """Mean loss, top-1 and top-5 accuracy in eval mode."""
-    was_training = model.training
-    model.eval()
     loss_sum, top1, top5, count = 0.0, 0, 0, 0
-    for x, y in data.batches(batch_size, shuffle=False, augment=False):
-        logits = model(x).float()
-        loss_sum += float(criterion(logits, y)) * len(y)
-        k = min(5, logits.shape[1])
-        best = logits.topk(k, dim=1).indices
-        hits = best == y[:, None]
-        top1 += int(hits[:, 0].sum())
-        top5 += int(hits.any(dim=1).sum())
-        count += len(y)
-    model.train(was_training)
+    with eval_on(model):
+        for x, y in data.batches(batch_size, shuffle=False, augment=False):
+            logits = model(x).float()
+            loss_sum += float(criterion(logits, y)) * len(y)
+            k = min(5, logits.shape[1])
+            best = logits.topk(k, dim=1).indices
+            hits = best == y[:, None]
+            top1 += int(hits[:, 0].sum())
+            top5 += int(hits.any(dim=1).sum())
+            count += len(y)
     loss = loss_sum / count
     return loss, top1 / count, top5 / count
 
@@ -517,7 +526,10 @@ def _optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
 def _device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConceptEvoError(f"device must be auto, cpu, cuda or cuda:N; got {name!r}") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConceptEvoError(f"device {name!r} requested but CUDA is not available")
     return device
@@ -535,6 +547,29 @@ def _write_json(path: Path, data: Any) -> None:
     temp = path.with_name(f".{path.name}.tmp")
     temp.write_text(json.dumps(data, indent=2, allow_nan=False))
     os.replace(temp, path)
+
+
+def _first_missing(path: Path) -> Path | None:
+    """The outermost folder of ``path`` (itself included) that does not exist yet, or None."""
+    missing = None
+    for folder in (path, *path.parents):
+        if folder.exists():
+            break
+        missing = folder
+    return missing
+
+
+def _remove_empty(out_dir: Path, created: Path | None) -> None:
+    """Remove ``out_dir`` and its parents up to ``created`` (the folders training made) while they are empty."""
+    if created is None:
+        return
+    for folder in (out_dir, *out_dir.parents):
+        try:
+            folder.rmdir()  # only succeeds on an empty folder
+        except OSError:
+            return
+        if folder == created:
+            return
 
 
 def _prepare_out_dir(out_dir: Path, overwrite: bool) -> None:

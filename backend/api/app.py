@@ -24,7 +24,20 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from backend.store.errors import ConflictError, NotFoundError, StoreError
 
-from . import datasets, health, importance, jobs, metrics, neurons, patches, runs, spaces
+from . import (
+    alerts,
+    datasets,
+    events,
+    health,
+    importance,
+    jobs,
+    metrics,
+    neurons,
+    patches,
+    reports,
+    runs,
+    spaces,
+)
 from .db import DatabaseBusy, Db, is_busy_error
 from .frontend import SinglePageApp
 from .middleware import BodyLimitMiddleware, FiniteJsonMiddleware, HeaderLimitMiddleware, TokenMiddleware
@@ -189,6 +202,7 @@ def create_app(store: Store | None = None, settings: Settings | None = None) -> 
             {"name": "importance", "description": "Concept evolutions ranked by importance for a class."},
             {"name": "metrics", "description": "Training-health signals per epoch."},
             {"name": "jobs", "description": "Ask the worker to compute something; follow its progress."},
+            {"name": "live", "description": "Runs watched while they train: events, alerts, live runs."},
         ],
     )
     app.state.settings = settings
@@ -199,7 +213,9 @@ def create_app(store: Store | None = None, settings: Settings | None = None) -> 
     app.state.version = VERSION
 
     _install_error_handlers(app)
-    for module in (health, datasets, runs, spaces, neurons, patches, importance, metrics, jobs):
+    routers = (health, datasets, runs, spaces, neurons, patches, importance, metrics, jobs, alerts, events)
+    routers += (reports,)
+    for module in routers:
         app.include_router(module.router, prefix="/api", responses=COMMON_RESPONSES)
 
     # Middleware: the last added runs first. Header size, token check, body limit (size and time), finite JSON

@@ -102,6 +102,7 @@ def neuron_at_snapshot_out(d: NeuronDetail) -> schemas.NeuronAtSnapshotOut:
             schemas.StimulusOut(rank=rank, image_idx=img, maximum=mx, label=label, patch=patches.get(rank))
             for rank, (img, mx, label) in enumerate(zip(d.stimuli, d.maxima, d.labels, strict=False))
         ],
+        tied=d.tied,
     )
 
 

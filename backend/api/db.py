@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, TypeVar
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 
+from backend.store.errors import is_busy_error
+
 if TYPE_CHECKING:
     from backend.store.config import Store
 
@@ -24,28 +26,9 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-#: Lower-cased fragments of driver messages that mean "try again shortly" (SQLite and PostgreSQL).
-_BUSY_MARKERS = (
-    "database is locked",
-    "database table is locked",
-    "database is busy",
-    "could not obtain lock",
-    "lock not available",
-    "deadlock detected",
-    "could not serialize access",
-)
-
 
 class DatabaseBusy(Exception):
     """The database stayed locked through every retry (answered with 503)."""
-
-
-def is_busy_error(exc: BaseException) -> bool:
-    """Whether ``exc`` is a transient lock/busy error of the database driver."""
-    if not isinstance(exc, OperationalError | DBAPIError):
-        return False
-    text = str(getattr(exc, "orig", None) or exc).lower()
-    return any(marker in text for marker in _BUSY_MARKERS)
 
 
 class Db:

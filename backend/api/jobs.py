@@ -16,6 +16,7 @@ from backend.store.jobspec import (
     AddSnapshotParams,
     BuildSpaceParams,
     DemoParams,
+    EvalParams,
     ImportanceParams,
     Int,
     RevertEvalParams,
@@ -31,7 +32,7 @@ router = APIRouter(tags=["jobs"])
 
 
 JobStatus = Literal["queued", "running", "done", "failed", "cancelled"]
-JobKind = Literal["demo", "build_space", "add_snapshot", "importance", "revert_eval"]
+JobKind = Literal["demo", "build_space", "add_snapshot", "importance", "revert_eval", "eval"]
 Priority = Int(-1000, 1000, description="Higher runs first.")
 
 
@@ -76,8 +77,16 @@ class RevertEvalJob(_Create):
     params: RevertEvalParams
 
 
+class EvalJob(_Create):
+    """The evaluation report of a space (the paper's findings recomputed)."""
+
+    kind: Literal["eval"]
+    params: EvalParams
+
+
 JobCreate = Annotated[
-    DemoJob | BuildSpaceJob | AddSnapshotJob | ImportanceJob | RevertEvalJob, Field(discriminator="kind")
+    DemoJob | BuildSpaceJob | AddSnapshotJob | ImportanceJob | RevertEvalJob | EvalJob,
+    Field(discriminator="kind"),
 ]
 
 
@@ -117,7 +126,12 @@ def _out(info: queue.JobInfo, redact: Redactor) -> JobOut:
             "description": "The parameters name a run, snapshot, space or class that does not exist, or an "
             "evolution that does not (`epoch_from` not earlier than `epoch_to`).",
         },
-        409: {"model": ErrorOut, "description": "`build_space`: a space of that name exists."},
+        409: {
+            "model": ErrorOut,
+            "description": "`build_space`: a space of that name exists (send `replace: true` to rebuild it) or "
+            "another job builds it; `add_snapshot` / `importance`: the result exists already (send `force: true` "
+            "to recompute it). Nothing is queued.",
+        },
         422: {"description": "Not JSON, an unknown kind, or parameters the schema does not allow."},
     },
     summary="Ask for a computation",

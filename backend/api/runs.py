@@ -8,8 +8,9 @@ from sqlalchemy.orm import Session
 from backend.store import queries
 
 from .convert import layer_out, run_summary
-from .deps import DbDep, RunId
-from .schemas import ErrorOut, LayerOut, RunNeuronsOut, RunOut, RunSummaryOut, SnapshotOut
+from .deps import DataDirDep, DbDep, RunId
+from .removal import REMOVE_RESPONSES, remove_object
+from .schemas import ErrorOut, LayerOut, RemovedOut, RunNeuronsOut, RunOut, RunSummaryOut, SnapshotOut
 
 router = APIRouter(tags=["runs"])
 
@@ -92,3 +93,16 @@ def list_neurons(run_id: RunId, db: DbDep) -> RunNeuronsOut:
         )
 
     return db.read(q)
+
+
+@router.delete(
+    "/runs/{run_id}",
+    response_model=RemovedOut,
+    responses=REMOVE_RESPONSES,
+    summary="Remove a run and its results",
+)
+def delete_run(run_id: RunId, db: DbDep, data_dir: DataDirDep) -> RemovedOut:
+    """Remove the run with its snapshots, layers, neurons, their states in every space, patches (rows and files)
+    and importance scores, in one transaction. Refused (409) while a queued or running job uses the run or a
+    space is built on one of its snapshots. The run's checkpoint files are never touched."""
+    return remove_object(db, data_dir, "run", run_id)

@@ -112,6 +112,33 @@ class SpaceSnapshotOut(BaseModel):
     diversity: float | None
     movement: float | None
     computed_at: UtcDatetime
+    stability_cosine: float | None = Field(
+        None,
+        description="Split-half stability: median cosine between the snapshot placed from two disjoint halves "
+        "of the images (null: not measured).",
+    )
+    stability_displacement: float | None = Field(
+        None,
+        description="Median 2-D distance between the two half placements, as a share of the map's extent.",
+    )
+    unstable: bool = Field(
+        False,
+        description="True when the split-half stability crosses its threshold: positions are unreliable.",
+    )
+    tied_per_layer: list[int] | None = Field(
+        None, description="Neurons whose k stimulus maxima all tie (no concept), counted per layer."
+    )
+
+
+class PlacementFitOut(BaseModel):
+    """How well the space's image vectors place neurons (Eq 2), chosen by cross-validation over base neurons."""
+
+    damping: float = Field(description="The ridge λ of the Eq 3 solve, chosen by held-out error.")
+    heldout_r2: float = Field(description="R² of held-out base neurons placed by Eq 2 vs their Eq 1 vectors.")
+    heldout_cosine: float = Field(
+        description="Median cosine of those held-out placements to their Eq 1 vectors."
+    )
+    base_r2: float | None = Field(None, description="R² of all base neurons placed by Eq 2 (in-sample).")
 
 
 class SpaceSummaryOut(BaseModel):
@@ -132,6 +159,9 @@ class SpaceOut(SpaceSummaryOut):
     """A unified semantic space, its fitting statistics and every snapshot computed in it."""
 
     stats: dict[str, Any]
+    placement: PlacementFitOut | None = Field(
+        None, description="Held-out fit of the placement (null for spaces built before it was measured)."
+    )
     snapshots: list[SpaceSnapshotOut]
 
 
@@ -221,6 +251,9 @@ class NeuronAtSnapshotOut(BaseModel):
     x: float | None = Field(description="null where the position is undefined.")
     y: float | None
     stimuli: list[StimulusOut]
+    tied: bool | None = Field(
+        None, description="Its k stimulus maxima all tie: no concept (null where not recorded)."
+    )
 
 
 class TrajectoryPointOut(BaseModel):
@@ -350,6 +383,19 @@ class RunMetricsOut(BaseModel):
     run_id: int
     space_id: int | None
     epochs: list[EpochMetricsOut]
+
+
+# --- removal --------------------------------------------------------------------------------------------------
+
+
+class RemovedOut(BaseModel):
+    """What ``DELETE`` of a run, dataset or space removed: rows per table and patch files."""
+
+    kind: Literal["run", "dataset", "space"]
+    id: int
+    name: str
+    rows: dict[str, int] = Field(description="Rows deleted per table (tables with none left out).")
+    files: int = Field(description="Patch image files removed from the data directory.")
 
 
 # --- jobs -----------------------------------------------------------------------------------------------------

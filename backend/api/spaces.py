@@ -15,7 +15,7 @@ from backend.store.queries import SnapshotConcepts
 
 from .caching import IfNoneMatch
 from .convert import computed
-from .deps import DbDep, SnapshotId, SpaceId
+from .deps import DataDirDep, DbDep, SnapshotId, SpaceId
 from .points import (
     CONCEPT_COLUMNS,
     CONCEPTS_FORMAT_DOC,
@@ -29,13 +29,36 @@ from .points import (
     points_etag,
     unpack_columns,
 )
-from .schemas import ConceptsJsonOut, ErrorOut, PointsJsonOut, SpaceOut, SpaceSnapshotOut, SpaceSummaryOut
+from .removal import REMOVE_RESPONSES, remove_object
+from .schemas import (
+    ConceptsJsonOut,
+    ErrorOut,
+    PlacementFitOut,
+    PointsJsonOut,
+    RemovedOut,
+    SpaceOut,
+    SpaceSnapshotOut,
+    SpaceSummaryOut,
+)
 from .settings import REVALIDATE_CACHE_CONTROL
 
 if TYPE_CHECKING:  # rows the store returns
     from backend.store.models import Snapshot, Space
 
 router = APIRouter(tags=["spaces"])
+
+
+def _placement(stats: dict[str, Any]) -> PlacementFitOut | None:
+    """The held-out placement fit a space recorded in its stats (None for spaces built before issue 13)."""
+    choice = stats.get("damping")
+    if not isinstance(choice, dict):
+        return None
+    return PlacementFitOut(
+        damping=choice["damping"],
+        heldout_r2=choice["heldout_r2"],
+        heldout_cosine=choice["heldout_cosine"],
+        base_r2=stats.get("r2"),
+    )
 
 
 def _summary(space: Space, base: Snapshot, n_snapshots: int) -> SpaceSummaryOut:
@@ -81,11 +104,19 @@ def get_space(space_id: SpaceId, db: DbDep) -> SpaceOut:
                 diversity=ss.diversity,
                 movement=ss.movement,
                 computed_at=ss.computed_at,
+                stability_cosine=ss.stability_cosine,
+                stability_displacement=ss.stability_displacement,
+                unstable=ss.stable is False,
+                tied_per_layer=ss.tied_per_layer,
             )
             for ss, snap in queries.list_space_snapshots(session, space_id)
         ]
+        stats = dict(space.stats or {})
         return SpaceOut(
-            **_summary(space, base, len(snaps)).model_dump(), stats=dict(space.stats or {}), snapshots=snaps
+            **_summary(space, base, len(snaps)).model_dump(),
+            stats=stats,
+            placement=_placement(stats),
+            snapshots=snaps,
         )
 
     return db.read(q)
@@ -249,3 +280,16 @@ def get_concepts(
         },
         lambda: encode_columns(block, n=len(c.neuron_id), columns=CONCEPT_COLUMNS, **fields),
     )
+
+
+@router.delete(
+    "/spaces/{space_id}",
+    response_model=RemovedOut,
+    responses=REMOVE_RESPONSES,
+    summary="Remove a space and its computed snapshots",
+)
+def delete_space(space_id: SpaceId, db: DbDep, data_dir: DataDirDep) -> RemovedOut:
+    """Remove the space, every snapshot computed in it (neuron states, points) and the patches (rows and files)
+    of snapshots no other space computes, in one transaction. Refused (409) while a queued or running job
+    computes in it or rebuilds it."""
+    return remove_object(db, data_dir, "space", space_id)

@@ -32,10 +32,14 @@ Modules and public names
   dataclasses.
 * ``jobspec``  — each job kind's parameters (pydantic) and their canonical form: ``PARAMS, KINDS, parse,
   canonical, enqueue_job, enqueue_job_in, check_references`` (import it as ``backend.store.jobspec``).
+* ``removal`` — ``remove`` a run, dataset or space with everything derived from it (one transaction, patch
+  files after the commit), ``drop_space_contents`` (also a ``build_space --replace``), ``unlink_patch_files``.
 * ``dialects`` — the ONE place with SQLite-only (pragmas, BEGIN IMMEDIATE) and PostgreSQL-only
   (FOR UPDATE SKIP LOCKED, advisory lock) code.
 """
 
+from backend.store.alerts import Alert as Alert  # registers the alerts tables (issue 16)
+from backend.store.alerts import RunHeartbeat as RunHeartbeat
 from backend.store.blobs import (
     Points,
     pack_f32,
@@ -152,6 +156,7 @@ from backend.store.writes import (
     register_layers,
     register_run,
     set_movement,
+    set_snapshot_quality,
     upsert_snapshot,
     write_importance,
     write_patches,
@@ -262,6 +267,7 @@ __all__ = [
     "run_neurons",
     "schema_version",
     "set_movement",
+    "set_snapshot_quality",
     "snapshot_concepts",
     "snapshot_counts",
     "snapshot_epochs",

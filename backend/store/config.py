@@ -19,7 +19,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from backend.store import dialects
-from backend.store.errors import StoreError
+from backend.store.errors import BUSY_HINT, DatabaseBusyError, StoreError, is_busy_error
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +139,8 @@ def open_store(url: str | None = None) -> Store:
     except DBAPIError as exc:
         engine.dispose()
         cause = str(exc.orig).splitlines()[0] if exc.orig is not None else str(exc).splitlines()[0]
+        if is_busy_error(exc):  # a long write elsewhere, not a broken file (issue 12)
+            raise DatabaseBusyError(f"{label} is busy ({cause}): {BUSY_HINT}") from exc
         raise StoreError(f"{label} cannot be used as a ConceptEvo database: {cause}") from exc
     log.debug("opened store %s", label)
     return Store(engine, label, path)

@@ -17,7 +17,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 from sqlalchemy.orm import Session
 
 from backend.store import queries, queue
@@ -54,6 +62,16 @@ Seed = Int(0, MAX_ID, description="Random seed.")
 RunIds = Annotated[list[DbId], Field(min_length=1, max_length=1000), AfterValidator(_sorted_unique)]
 #: A set of class indices, stored ascending and without repeats.
 ClassSet = Annotated[list[ClassIdx], Field(min_length=1, max_length=10_000), AfterValidator(_sorted_unique)]
+#: A space's name.
+SpaceName = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_ .:@+-]+$")]
+#: Flags whose default (False) the canonical form leaves out: a request that does not spell one out is the same
+#: job as one that says ``false``, and jobs queued before the flag existed keep their dedupe key.
+_FLAGS = ("replace", "force")
+
+
+class AlreadyComputed(ConflictError):
+    """What a job would compute exists already and the request did not ask to recompute it (``force`` /
+    ``replace``): nothing is queued. The API answers 409; the CLI says so and queues nothing."""
 
 
 class JobParamsError(ValueError):
@@ -69,8 +87,13 @@ class JobParams(BaseModel):
     kind: ClassVar[str]
 
     def canonical(self) -> dict[str, Any]:
-        """The canonical form: defaults filled in, ``None`` left out, id lists sorted and deduplicated."""
-        return self.model_dump(mode="json", exclude_none=True)
+        """The canonical form: defaults filled in, ``None`` and unset flags left out, id lists sorted and
+        deduplicated."""
+        data = self.model_dump(mode="json", exclude_none=True)
+        for flag in _FLAGS:
+            if data.get(flag) is False:
+                del data[flag]
+        return data
 
     def rule_problem(self) -> str | None:
         """What breaks a rule JSON Schema cannot state, or None."""
@@ -94,8 +117,8 @@ class BuildSpaceParams(JobParams):
     kind: ClassVar[str] = "build_space"
 
     base_snapshot_id: DbId = Field(description="The snapshot whose neurons define the space.")
-    name: Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_ .:@+-]+$")] | None = (
-        Field(None, description="Space name (default: `<run>@<epoch>` of the base snapshot).")
+    name: SpaceName | None = Field(
+        None, description="Space name (default: `<run>@<epoch>` of the base snapshot)."
     )
     k: Int(1, 100) = Field(10, description="Stimuli per neuron (paper: 10).")
     dim: Int(2, 512) = Field(30, description="Embedding dimension (paper: 30).")
@@ -110,15 +133,51 @@ class BuildSpaceParams(JobParams):
         None,
         description="Once the space is built, place every epoch of these runs in it (stored ascending, once each).",
     )
+    replace: bool = Field(
+        False,
+        description="Rebuild a space of this name that exists already (its computed snapshots are dropped); "
+        "without it an existing name is refused (409).",
+    )
+
+    def space_name(self, session: Session) -> str:
+        """The name the space gets: ``name``, or ``<run>@<epoch>`` of the base snapshot."""
+        if self.name is not None:
+            return self.name
+        snapshot = queries.get_snapshot(session, self.base_snapshot_id)
+        return f"{queries.get_run(session, snapshot.run_id).name}@{snapshot.epoch}"
 
 
 class AddSnapshotParams(JobParams):
     """Compute one run × epoch in a space (stimuli, vectors, positions, patches, metrics)."""
 
     kind: ClassVar[str] = "add_snapshot"
+    # "exactly one of space_id and space_name", stated in the JSON Schema too (so OpenAPI says what is accepted)
+    model_config = ConfigDict(
+        json_schema_extra={
+            "oneOf": [
+                {"required": ["space_id"], "properties": {"space_id": {"type": "integer"}}},
+                {"required": ["space_name"], "properties": {"space_name": {"type": "string"}}},
+            ]
+        }
+    )
 
-    space_id: DbId
+    space_id: DbId | None = Field(None, description="The space (give this or `space_name`).")
+    space_name: SpaceName | None = Field(
+        None,
+        description="The space by name (instead of `space_id`): it may name a space whose `build_space` job is "
+        "still queued or running; the job then waits for the space.",
+    )
     snapshot_id: DbId
+    force: bool = Field(
+        False,
+        description="Recompute a snapshot already computed in the space (without it: 409, nothing queued).",
+    )
+
+    @model_validator(mode="after")
+    def _one_space(self) -> AddSnapshotParams:
+        if (self.space_id is None) == (self.space_name is None):
+            raise ValueError("give exactly one of space_id and space_name")
+        return self
 
 
 class EvolutionParams(JobParams):
@@ -148,6 +207,11 @@ class ImportanceParams(EvolutionParams):
 
     kind: ClassVar[str] = "importance"
 
+    force: bool = Field(
+        False,
+        description="Recompute when every requested class is computed already (without it: 409, nothing queued).",
+    )
+
 
 class RevertEvalParams(EvolutionParams):
     """Reversion check (paper Sec 4.4, Table 1) of the evolutions ``epoch_from → epoch_to`` of a run."""
@@ -157,12 +221,77 @@ class RevertEvalParams(EvolutionParams):
     reps: Int(1, 100) = Field(5, description="Random bins averaged per layer.")
 
 
+class EvalParams(JobParams):
+    """Evaluate a space against the paper's findings (issue 14): the report in ``data/reports/<space>/``."""
+
+    kind: ClassVar[str] = "eval"
+
+    space_id: DbId = Field(description="The space to evaluate (its base run is the healthy reference).")
+    reps: Int(1, 100) = Field(5, description="Reversion repetitions per stage (paper: 5).")
+    images: Int(1, 100_000) = Field(
+        16,
+        description="Reversion images per class and split (paper: 128 of ~1,300; 16 keeps the demo in budget).",
+    )
+    queries: Int(10, 100_000) = Field(400, description="Query neurons sampled per alignment setting.")
+    probe_images: Int(16, 100_000) = Field(
+        512, description="Images whose responses define the raw-activation baselines."
+    )
+    epochs_per_run: Int(1, 1000) = Field(
+        4, description="Epochs per run (evenly spread) in the alignment measures and their baselines."
+    )
+    umap_baseline: bool = Field(
+        True,
+        description="Also score a UMAP fitted per snapshot on raw activations (a baseline; ~1 min on a CPU).",
+    )
+    sweep_epochs: Int(1, 100_000) = Field(
+        300, description="Neuron-embedding epochs per dim of the sensitivity sweep."
+    )
+    seed: Seed = Field(0, description="Seeds every sample of the evaluation.")
+
+
+class StimuliShardParams(JobParams):
+    """The stimuli pass of one snapshot over one of ``n_shards`` image ranges (``worker.engine.shards``); the
+    partial top-k is stored, and the shards of a snapshot merge into exactly the unsharded stimuli."""
+
+    kind: ClassVar[str] = "stimuli_shard"
+
+    snapshot_id: DbId
+    n_shards: Int(1, 4096, description="Image ranges the pass is split into.")
+    shard: Int(0, 4095, description="Which range (0-based).")
+    k: Int(1, 1000) = Field(10, description="Stimuli per neuron.")
+    batch_size: Int(1, 4096) = Field(128, description="Images per batch; ranges start on whole batches.")
+
+    def rule_problem(self) -> str | None:
+        if self.shard >= self.n_shards:
+            return f"shard {self.shard} is not below n_shards {self.n_shards}"
+        return None
+
+
 #: Kind → its parameters' model. The kinds a worker runs and the API accepts.
 PARAMS: dict[str, type[JobParams]] = {
     model.kind: model
-    for model in (DemoParams, BuildSpaceParams, AddSnapshotParams, ImportanceParams, RevertEvalParams)
+    for model in (
+        DemoParams,
+        BuildSpaceParams,
+        AddSnapshotParams,
+        ImportanceParams,
+        RevertEvalParams,
+        EvalParams,
+        StimuliShardParams,
+    )
 }
 KINDS: tuple[str, ...] = tuple(PARAMS)
+#: Kind → default priority (higher is claimed first): when one worker drains a mixed queue, inputs come before
+#: what needs them. The CLI, the demo plan, the run tracker and the build's follow-ups enqueue with it.
+PRIORITY: dict[str, int] = {
+    "demo": 100,
+    "build_space": 50,
+    "add_snapshot": 20,
+    "stimuli_shard": 20,
+    "importance": 10,
+    "revert_eval": 5,
+    "eval": 1,
+}
 
 
 def _describe(kind: str, error: ValidationError) -> str:
@@ -219,15 +348,15 @@ def enqueue_job_in(
 
 def check_references(session: Session, spec: JobParams) -> None:
     """Refuse parameters naming what does not exist (:class:`NotFoundError`: a run, snapshot, space, class, or
-    an evolution that goes back in time) or a space name already taken (:class:`ConflictError`)."""
+    an evolution that goes back in time), a space name already taken or being built (:class:`ConflictError`), or
+    a result that exists already without ``force`` (:class:`AlreadyComputed`, a ConflictError)."""
     if isinstance(spec, BuildSpaceParams):
-        queries.get_snapshot(session, spec.base_snapshot_id)
-        if spec.name is not None and queries.find_space(session, spec.name) is not None:
-            raise ConflictError(f"a space named {spec.name!r} already exists")
-        for run_id in spec.compute_runs or []:
-            queries.get_run(session, run_id)
+        _check_build_space(session, spec)
     elif isinstance(spec, AddSnapshotParams):
+        _check_add_snapshot(session, spec)
+    elif isinstance(spec, EvalParams):
         queries.get_space(session, spec.space_id)
+    elif isinstance(spec, StimuliShardParams):
         queries.get_snapshot(session, spec.snapshot_id)
     elif isinstance(spec, EvolutionParams):
         run = queries.get_run(session, spec.run_id)
@@ -244,3 +373,67 @@ def check_references(session: Session, spec: JobParams) -> None:
         bad = [c for c in spec.classes or [] if c >= n_classes]
         if bad:
             raise NotFoundError(f"class {bad[0]} not found: run {run.id} has {n_classes} classes")
+        if isinstance(spec, ImportanceParams) and not spec.force:
+            wanted = set(spec.classes or range(n_classes))
+            done = {
+                i.class_idx for i in queries.list_importances(session, run.id, spec.epoch_from, spec.epoch_to)
+            }
+            if wanted <= done:
+                raise AlreadyComputed(
+                    f"the importance of run {run.name!r} from epoch {spec.epoch_from} to {spec.epoch_to} is "
+                    f"already computed for {'every requested class' if spec.classes else 'every class'}; nothing "
+                    'queued (--force, or "force": true, recomputes it)'
+                )
+
+
+def building_space(session: Session, name: str) -> queue.JobInfo | None:
+    """The queued or running ``build_space`` job that makes the space ``name`` (by its ``name`` or default
+    ``<run>@<epoch>``), oldest first; None if there is none."""
+    for job in queue.active_jobs_in(session, BuildSpaceParams.kind):
+        try:
+            spec = BuildSpaceParams.model_validate(job.params)
+            if spec.space_name(session) == name:
+                return job
+        except (ValidationError, NotFoundError):  # a job row that can no longer run builds nothing
+            continue
+    return None
+
+
+def _check_build_space(session: Session, spec: BuildSpaceParams) -> None:
+    name = spec.space_name(session)
+    if not spec.replace and queries.find_space(session, name) is not None:
+        raise ConflictError(
+            f'a space named {name!r} already exists; rebuild it with --replace (API: "replace": true) or '
+            f"remove it first (conceptevo rm space {name!r})"
+        )
+    other = building_space(session, name)
+    if other is not None and other.params != spec.canonical():
+        raise ConflictError(
+            f"space {name!r} is already being built by job {other.id} ({other.status}) with other parameters; "
+            f"wait for it, or cancel it (conceptevo jobs cancel {other.id})"
+        )
+    for run_id in spec.compute_runs or []:
+        queries.get_run(session, run_id)
+
+
+def _check_add_snapshot(session: Session, spec: AddSnapshotParams) -> None:
+    snapshot = queries.get_snapshot(session, spec.snapshot_id)
+    if spec.space_id is not None:
+        space = queries.get_space(session, spec.space_id)
+    else:
+        assert spec.space_name is not None  # one of the two, by the model's validator
+        found = queries.find_space(session, spec.space_name)
+        if found is None:
+            if building_space(session, spec.space_name) is None:
+                raise NotFoundError(
+                    f"no space {spec.space_name!r} and no job building it; build it first "
+                    f"(conceptevo build-space --name {spec.space_name!r})"
+                )
+            return  # the job waits for the space's build job
+        space = found
+    if not spec.force and space.id in queries.spaces_of_snapshots(session, [snapshot.id])[snapshot.id]:
+        run = queries.get_run(session, snapshot.run_id)
+        raise AlreadyComputed(
+            f"epoch {snapshot.epoch} of run {run.name!r} is already computed in space {space.name!r}; nothing "
+            'queued (--force, or "force": true, recomputes it)'
+        )

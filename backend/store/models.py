@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     DateTime,
     Float,
     ForeignKey,
@@ -89,6 +90,17 @@ class Run(Base):
     num_classes: Mapped[int] = mapped_column(Integer)
     notes: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class RunModelKwargs(Base):
+    """Keyword arguments a run's architecture is built with besides ``num_classes`` (``add-run --model-kwargs``,
+    e.g. ``{"width": 32}`` for a ``module:factory``). A run without a row is built with its checkpoints' own
+    ``model_kwargs`` entry, or with none. A table of its own, not a ``runs`` column: no schema migration."""
+
+    __tablename__ = "run_model_kwargs"
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    kwargs: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
 
 class Snapshot(Base):
@@ -165,6 +177,12 @@ class SpaceSnapshot(Base):
     ``coverage``: fraction of neurons whose vector is defined; ``diversity``: mean differential entropy of the
     embedding dimensions; ``movement``: mean Euclidean distance each neuron moved since the previous computed
     epoch of the same run in this space (NULL for the first one).
+
+    Schema v3 (issue 13): ``stability_cosine`` / ``stability_displacement`` the split-half stability of the
+    snapshot's placement (median cosine of the two half placements; median 2-D displacement over the map's
+    extent) and ``stable`` (False when either crosses its threshold; NULL = not measured);
+    ``tied_neurons`` the ids of neurons whose k stimulus maxima all tie, ``tied_per_layer`` their count per
+    layer (layer order). See ``worker/engine/stability.py`` and ``worker/engine/ties.py``.
     """
 
     __tablename__ = "space_snapshots"
@@ -176,6 +194,11 @@ class SpaceSnapshot(Base):
     coverage: Mapped[float | None] = mapped_column(Float)
     diversity: Mapped[float | None] = mapped_column(Float)
     movement: Mapped[float | None] = mapped_column(Float)
+    stability_cosine: Mapped[float | None] = mapped_column(Float)
+    stability_displacement: Mapped[float | None] = mapped_column(Float)
+    stable: Mapped[bool | None] = mapped_column(Boolean)
+    tied_neurons: Mapped[list[int] | None] = mapped_column(JSON)
+    tied_per_layer: Mapped[list[int] | None] = mapped_column(JSON)
     n_points: Mapped[int] = mapped_column(Integer, default=0)
     points: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
 
@@ -215,6 +238,46 @@ class Patch(Base):
     snapshot_id: Mapped[int] = mapped_column(ForeignKey("snapshots.id", ondelete="CASCADE"), primary_key=True)
     neuron_id: Mapped[int] = mapped_column(ForeignKey("neurons.id", ondelete="CASCADE"), primary_key=True)
     rank: Mapped[int] = mapped_column(Integer, primary_key=True)
+    image_idx: Mapped[int] = mapped_column(Integer)
+    y0: Mapped[int] = mapped_column(Integer)
+    x0: Mapped[int] = mapped_column(Integer)
+    y1: Mapped[int] = mapped_column(Integer)
+    x1: Mapped[int] = mapped_column(Integer)
+    file: Mapped[str] = mapped_column(Text)
+
+
+class StagedNeuronState(Base):
+    """A :class:`NeuronState` row a running job wrote ahead, in short chunks; invisible to every reader.
+
+    The job's final transaction copies its ``stage`` into ``neuron_states`` in one ``INSERT … SELECT``
+    (``writes.publish_staged_snapshot``), so no transaction holds the SQLite write lock for long.
+    No foreign keys: a stage is scratch, removed by ``stage`` (or by ``job_id`` once that job stops). No
+    space id either: a ``build_space`` job stages its base snapshot before its space row exists.
+    """
+
+    __tablename__ = "staged_neuron_states"
+
+    stage: Mapped[str] = mapped_column(String(250), primary_key=True)
+    neuron_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[int] = mapped_column(Integer, index=True)
+    snapshot_id: Mapped[int] = mapped_column(Integer)
+    stimuli: Mapped[bytes] = mapped_column(LargeBinary)
+    maxima: Mapped[bytes] = mapped_column(LargeBinary)
+    vector: Mapped[bytes] = mapped_column(LargeBinary)
+    x: Mapped[float] = mapped_column(Float)
+    y: Mapped[float] = mapped_column(Float)
+
+
+class StagedPatch(Base):
+    """A :class:`Patch` row a running job wrote ahead (see :class:`StagedNeuronState`)."""
+
+    __tablename__ = "staged_patches"
+
+    stage: Mapped[str] = mapped_column(String(250), primary_key=True)
+    neuron_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    rank: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[int] = mapped_column(Integer, index=True)
+    snapshot_id: Mapped[int] = mapped_column(Integer)
     image_idx: Mapped[int] = mapped_column(Integer)
     y0: Mapped[int] = mapped_column(Integer)
     x0: Mapped[int] = mapped_column(Integer)

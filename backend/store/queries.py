@@ -31,6 +31,7 @@ from backend.store.models import (
     NeuronState,
     Patch,
     Run,
+    RunModelKwargs,
     SchemaInfo,
     Snapshot,
     Space,
@@ -83,6 +84,8 @@ class NeuronDetail:
     x: float
     y: float
     patches: list[PatchRef]
+    tied: bool | None = None
+    """Its k stimulus maxima all tie (no concept; ``worker/engine/ties.py``); None = not recorded."""
 
 
 @dataclass(frozen=True)
@@ -270,6 +273,13 @@ def find_run(session: Session, name: str) -> Run:
     if run is None:
         raise NotFoundError(f"run {name!r} not found")
     return run
+
+
+def run_model_kwargs(session: Session, run_id: int) -> dict[str, Any] | None:
+    """The keyword arguments run ``run_id`` was registered with (``add-run --model-kwargs``), or None (then its
+    checkpoints' own ``model_kwargs`` entry applies)."""
+    row = session.get(RunModelKwargs, run_id)
+    return None if row is None else dict(row.kwargs)
 
 
 def snapshot_counts(session: Session) -> dict[int, int]:
@@ -594,7 +604,30 @@ def neuron_detail(session: Session, neuron_id: int, snapshot_id: int, space_id: 
         x=state.x,
         y=state.y,
         patches=_patch_refs(session, snapshot_id, [neuron_id])[neuron_id],
+        tied=_is_tied(session, space_id, snapshot_id, neuron_id),
     )
+
+
+def tied_neurons(session: Session, snapshot_ids: Iterable[int]) -> set[int]:
+    """Neurons flagged tied (``worker/engine/ties.py``) at any of the snapshots, in any space that computed them.
+
+    Ties depend on a snapshot's stimuli only, so every space computing it agrees; snapshots computed before
+    schema v3 contribute nothing.
+    """
+    rows = session.scalars(
+        select(SpaceSnapshot.tied_neurons).where(SpaceSnapshot.snapshot_id.in_(list(snapshot_ids)))
+    )
+    return {int(n) for ids in rows if ids for n in ids}
+
+
+def _is_tied(session: Session, space_id: int, snapshot_id: int, neuron_id: int) -> bool | None:
+    """Whether the snapshot's computation flagged the neuron's stimuli as tied (None: not recorded, schema < 3)."""
+    tied = session.scalar(
+        select(SpaceSnapshot.tied_neurons).where(
+            SpaceSnapshot.space_id == space_id, SpaceSnapshot.snapshot_id == snapshot_id
+        )
+    )
+    return None if tied is None else neuron_id in set(tied)
 
 
 def trajectory(session: Session, space_id: int, neuron_id: int) -> list[TrajectoryPoint]:

@@ -644,6 +644,15 @@ def remove(store: Store, job_id: int) -> JobInfo:
     return info
 
 
+def active_jobs_in(session: Session, kind: str | None = None) -> list[JobInfo]:
+    """The queued and running jobs (of ``kind``, or all), oldest first, inside the caller's transaction — e.g. to
+    find the job that will make an input another request needs."""
+    stmt = select(Job).where(Job.status.in_(ACTIVE_STATUSES)).order_by(Job.id)
+    if kind is not None:
+        stmt = stmt.where(Job.kind == kind)
+    return [job_info(job) for job in session.scalars(stmt).all()]
+
+
 def get_job(store: Store, job_id: int) -> JobInfo:
     """The job with this id; raises :class:`NotFoundError` if there is none."""
     with store.session(readonly=True) as s:

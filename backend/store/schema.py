@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from sqlalchemy import DateTime, Engine, inspect, select, text, update
+from sqlalchemy import JSON, Boolean, DateTime, Engine, Float, inspect, select, text, update
 from sqlalchemy.engine import Connection
 
 from backend.store import dialects
@@ -20,7 +20,7 @@ from backend.store.models import Base, SchemaInfo
 log = logging.getLogger(__name__)
 
 APP_NAME = "conceptevo"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """The schema version this code reads and writes."""
 
 Migration = Callable[[Connection], None]
@@ -60,7 +60,36 @@ def _migrate_v1_to_v2(conn: Connection) -> None:
         conn.execute(text("ALTER TABLE jobs ADD COLUMN deferrals INTEGER NOT NULL DEFAULT 0"))
 
 
-MIGRATIONS: dict[int, Migration] = {0: _migrate_v0_to_v1, 1: _migrate_v1_to_v2}
+def _add_missing_columns(conn: Connection, table: str, columns: dict[str, str]) -> None:
+    """``ALTER TABLE table ADD COLUMN name type`` for each of ``columns`` not there yet (idempotent)."""
+    have = {c["name"] for c in inspect(conn).get_columns(table)}
+    for name, sql_type in columns.items():
+        if name not in have:
+            conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {name} {sql_type}"))
+
+
+def _migrate_v2_to_v3(conn: Connection) -> None:
+    """v2 → v3 (issue 13): ``space_snapshots`` gains the split-half stability of a snapshot's placement
+    (``stability_cosine``, ``stability_displacement``, ``stable``) and its tied neurons (``tied_neurons``,
+    ``tied_per_layer``), all NULL for snapshots computed before (not measured). Additive and idempotent:
+    columns already present are left alone. Others may append their own v3 columns below."""
+    real = Float().compile(dialect=conn.dialect)
+    flag = Boolean().compile(dialect=conn.dialect)
+    json = JSON().compile(dialect=conn.dialect)
+    _add_missing_columns(
+        conn,
+        "space_snapshots",
+        {
+            "stability_cosine": real,
+            "stability_displacement": real,
+            "stable": flag,
+            "tied_neurons": json,
+            "tied_per_layer": json,
+        },
+    )
+
+
+MIGRATIONS: dict[int, Migration] = {0: _migrate_v0_to_v1, 1: _migrate_v1_to_v2, 2: _migrate_v2_to_v3}
 """``MIGRATIONS[v]`` migrates schema version ``v`` to ``v + 1``."""
 
 

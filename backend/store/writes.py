@@ -6,29 +6,35 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import PurePosixPath, PureWindowsPath
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import delete, insert, select
+from sqlalchemy import Integer, delete, insert, literal, select, tuple_
 from sqlalchemy.orm import Session
 
 from backend.store.blobs import pack_f32, pack_i32, pack_points, pack_u8
-from backend.store.errors import ConflictError, NotFoundError
+from backend.store.config import Store
+from backend.store.errors import ConflictError, NotFoundError, StoreError
 from backend.store.models import (
     Dataset,
     Image,
     Importance,
     ImportanceScore,
+    Job,
     Layer,
     Neuron,
     NeuronState,
     Patch,
     Run,
+    RunModelKwargs,
     Snapshot,
     Space,
     SpaceSnapshot,
+    StagedNeuronState,
+    StagedPatch,
     utcnow,
 )
 from backend.store.queries import invalidate_space_cache
@@ -134,6 +140,22 @@ def register_run(
     session.flush()
     log.info("registered run %s", name)
     return run
+
+
+def set_run_model_kwargs(session: Session, run_id: int, kwargs: dict[str, Any]) -> None:
+    """Record the keyword arguments run ``run_id``'s architecture is built with (see :class:`RunModelKwargs`).
+
+    Registering a run again with other arguments raises :class:`ConflictError` (its results were computed with
+    the first ones); the same arguments are a no-op.
+    """
+    row = session.get(RunModelKwargs, run_id)
+    if row is None:
+        session.add(RunModelKwargs(run_id=run_id, kwargs=dict(kwargs)))
+    elif dict(row.kwargs) != dict(kwargs):
+        raise ConflictError(
+            f"run {run_id} is registered with model kwargs {row.kwargs}, not {kwargs}; choose another run name"
+        )
+    session.flush()
 
 
 def upsert_snapshot(
@@ -256,6 +278,34 @@ def write_snapshot_in_space(
 
     Shapes: ``neuron_ids`` (n,), ``stimuli`` (n, k) image indices, ``maxima`` (n, k), ``vectors`` (n, dim),
     ``xy`` (n, 2). Also packs the snapshot's ``points`` blob (neuron_id, layer_idx, x, y) in neuron order.
+    Everything is written in ``session``'s transaction; a job writing thousands of neurons stages them
+    first (:func:`stage_snapshot_in_space`) so that its final transaction stays short.
+    """
+    rows, points = _snapshot_rows(session, space_id, snapshot_id, neuron_ids, stimuli, maxima, vectors, xy)
+    ss = _replace_space_snapshot(
+        session, space_id, snapshot_id, points, len(rows), coverage, diversity, movement
+    )
+    _bulk_insert(session, NeuronState, rows)
+    log.info("wrote %d neuron states of snapshot %d in space %d", len(rows), snapshot_id, space_id)
+    return ss
+
+
+def _snapshot_rows(
+    session: Session,
+    space_id: int | None,
+    snapshot_id: int,
+    neuron_ids: npt.ArrayLike,
+    stimuli: npt.ArrayLike,
+    maxima: npt.ArrayLike,
+    vectors: npt.ArrayLike,
+    xy: npt.ArrayLike,
+) -> tuple[list[dict[str, Any]], bytes]:
+    """Check one snapshot's arrays (see :func:`write_snapshot_in_space`) and pack its rows; reads only.
+
+    ``space_id`` None: the space is not created yet (staged rows then carry no space id).
+
+    Returns:
+        ``(neuron_states rows, points blob)``.
     """
     ids = np.asarray(neuron_ids, dtype=np.int64).reshape(-1)
     n = len(ids)
@@ -274,7 +324,7 @@ def write_snapshot_in_space(
         raise ValueError(f"space {space_id} snapshot {snapshot_id}: xy {pos.shape} must be (n={n}, 2)")
     if len(np.unique(ids)) != n:
         raise ValueError(f"space {space_id} snapshot {snapshot_id}: duplicate neuron ids")
-    if session.get(Space, space_id) is None:
+    if space_id is not None and session.get(Space, space_id) is None:
         raise NotFoundError(f"space {space_id} not found")
     snap = session.get(Snapshot, snapshot_id)
     if snap is None:
@@ -293,41 +343,47 @@ def write_snapshot_in_space(
             f"{snap.run_id}"
         )
     layer_idx = np.array([layer_of[int(i)] for i in ids], dtype=np.int32)
+    rows = [
+        {
+            **({} if space_id is None else {"space_id": space_id}),
+            "snapshot_id": snapshot_id,
+            "neuron_id": int(ids[i]),
+            "stimuli": pack_i32(stim[i]),
+            "maxima": pack_f32(maxi[i]),
+            "vector": pack_f32(vec[i]),
+            "x": float(pos[i, 0]),
+            "y": float(pos[i, 1]),
+        }
+        for i in range(n)
+    ]
+    return rows, pack_points(ids, layer_idx, pos[:, 0], pos[:, 1])
+
+
+def _replace_space_snapshot(
+    session: Session,
+    space_id: int,
+    snapshot_id: int,
+    points: bytes,
+    n_points: int,
+    coverage: float | None,
+    diversity: float | None,
+    movement: float | None,
+) -> SpaceSnapshot:
+    """Delete the snapshot's old states in the space and add its new ``SpaceSnapshot`` row (flushed)."""
     _delete_space_snapshots(session, space_id, snapshot_id)
-    session.add(
-        SpaceSnapshot(
-            space_id=space_id,
-            snapshot_id=snapshot_id,
-            computed_at=utcnow(),
-            coverage=None if coverage is None else float(coverage),
-            diversity=None if diversity is None else float(diversity),
-            movement=None if movement is None else float(movement),
-            n_points=n,
-            points=pack_points(ids, layer_idx, pos[:, 0], pos[:, 1]),
-        )
+    row = SpaceSnapshot(
+        space_id=space_id,
+        snapshot_id=snapshot_id,
+        computed_at=utcnow(),
+        coverage=None if coverage is None else float(coverage),
+        diversity=None if diversity is None else float(diversity),
+        movement=None if movement is None else float(movement),
+        n_points=n_points,
+        points=points,
     )
+    session.add(row)
     session.flush()
-    _bulk_insert(
-        session,
-        NeuronState,
-        [
-            {
-                "space_id": space_id,
-                "snapshot_id": snapshot_id,
-                "neuron_id": int(ids[i]),
-                "stimuli": pack_i32(stim[i]),
-                "maxima": pack_f32(maxi[i]),
-                "vector": pack_f32(vec[i]),
-                "x": float(pos[i, 0]),
-                "y": float(pos[i, 1]),
-            }
-            for i in range(n)
-        ],
-    )
-    log.info("wrote %d neuron states of snapshot %d in space %d", n, snapshot_id, space_id)
-    ss = session.get(SpaceSnapshot, (space_id, snapshot_id))
-    assert ss is not None
-    return ss
+    return row
 
 
 def set_movement(session: Session, space_id: int, snapshot_id: int, movement: float | None) -> None:
@@ -336,6 +392,40 @@ def set_movement(session: Session, space_id: int, snapshot_id: int, movement: fl
     if row is None:
         raise NotFoundError(f"snapshot {snapshot_id} is not computed in space {space_id}")
     row.movement = None if movement is None else float(movement)
+    session.flush()
+
+
+def set_snapshot_quality(
+    session: Session,
+    space_id: int,
+    snapshot_id: int,
+    stability: Mapping[str, Any] | None,
+    tied_neurons: Sequence[int],
+    tied_per_layer: Sequence[int],
+) -> None:
+    """Store how trustworthy a computed snapshot's placement is (schema v3, issue 13).
+
+    Args:
+        session: the writing transaction (the job's final one, with the snapshot's rows).
+        space_id, snapshot_id: a snapshot already computed in the space.
+        stability: ``{"cosine", "displacement", "stable"}`` of its split-half placement (values may be
+            None = not measured), or None.
+        tied_neurons: ids of its neurons whose k stimulus maxima all tie.
+        tied_per_layer: their count per layer, in layer order.
+
+    Raises:
+        NotFoundError: the snapshot is not computed in the space.
+    """
+    row = session.get(SpaceSnapshot, (space_id, snapshot_id))
+    if row is None:
+        raise NotFoundError(f"snapshot {snapshot_id} is not computed in space {space_id}")
+    given = stability or {}
+    cosine, displacement, stable = given.get("cosine"), given.get("displacement"), given.get("stable")
+    row.stability_cosine = None if cosine is None else float(cosine)
+    row.stability_displacement = None if displacement is None else float(displacement)
+    row.stable = None if stable is None else bool(stable)
+    row.tied_neurons = sorted(int(n) for n in tied_neurons)
+    row.tied_per_layer = [int(c) for c in tied_per_layer]
     session.flush()
 
 
@@ -360,6 +450,18 @@ def write_patches(session: Session, snapshot_id: int, patches: Sequence[Mapping[
     """
     if session.get(Snapshot, snapshot_id) is None:
         raise NotFoundError(f"snapshot {snapshot_id} not found")
+    rows = _patch_rows(snapshot_id, patches)
+    neurons = sorted({r["neuron_id"] for r in rows})
+    for i in range(0, len(neurons), 500):
+        session.execute(
+            delete(Patch).where(Patch.snapshot_id == snapshot_id, Patch.neuron_id.in_(neurons[i : i + 500]))
+        )
+    _bulk_insert(session, Patch, rows)
+    return len(rows)
+
+
+def _patch_rows(snapshot_id: int, patches: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Check patch items (see :func:`write_patches`) and turn them into ``patches`` rows."""
     rows: list[dict[str, Any]] = []
     for p in patches:
         missing = [k for k in _PATCH_FIELDS if k not in p]
@@ -369,13 +471,183 @@ def write_patches(session: Session, snapshot_id: int, patches: Sequence[Mapping[
         row["file"] = _check_patch_file(snapshot_id, p["file"])
         row["snapshot_id"] = snapshot_id
         rows.append(row)
-    neurons = sorted({r["neuron_id"] for r in rows})
-    for i in range(0, len(neurons), 500):
-        session.execute(
-            delete(Patch).where(Patch.snapshot_id == snapshot_id, Patch.neuron_id.in_(neurons[i : i + 500]))
-        )
-    _bulk_insert(session, Patch, rows)
+    return rows
+
+
+# --------------------------------------------------------------------------------------------------
+# Staged writes: a job's large results go in ahead of time, in short transactions, invisible to readers;
+# its final transaction (``queue.finishing``) only copies them into place. On SQLite every write
+# transaction holds the one database write lock, so one big insert would block every other writer
+# (``add-run``, heartbeats, other workers) for as long as it runs (issue 12: 90 s on ResNet18).
+# --------------------------------------------------------------------------------------------------
+STAGE_CHUNK_ROWS = 2000
+"""Rows per staging transaction: a few tens of milliseconds of write lock each."""
+
+
+def stage_key(job_id: int, worker_id: str) -> str:
+    """The stage of one attempt of a job (a job taken over by another worker gets a fresh stage)."""
+    return f"job{int(job_id)}:{worker_id}"
+
+
+@dataclass(frozen=True)
+class StagedSnapshot:
+    """A snapshot's neuron states written ahead into ``stage``; :func:`publish_staged_snapshot` makes it
+    visible. ``points`` is the snapshot's packed points blob, ``n_points`` its neuron count."""
+
+    stage: str
+    snapshot_id: int
+    points: bytes
+    n_points: int
+
+
+def stage_snapshot_in_space(
+    store: Store,
+    stage: str,
+    job_id: int,
+    space_id: int | None,
+    snapshot_id: int,
+    neuron_ids: npt.ArrayLike,
+    stimuli: npt.ArrayLike,
+    maxima: npt.ArrayLike,
+    vectors: npt.ArrayLike,
+    xy: npt.ArrayLike,
+) -> StagedSnapshot:
+    """Check one snapshot's neuron states (as :func:`write_snapshot_in_space`) and write them into ``stage``.
+
+    Args:
+        store: the store (this opens its own short transactions, one per :data:`STAGE_CHUNK_ROWS` rows).
+        stage: the stage (see :func:`stage_key`); rows already staged under it are replaced.
+        job_id: the job writing (lets a worker remove the stages of jobs no longer running).
+        space_id: the space, checked to exist; None for a space its job creates in its final transaction.
+        snapshot_id, neuron_ids, stimuli, maxima, vectors, xy: as :func:`write_snapshot_in_space`.
+
+    Returns:
+        The :class:`StagedSnapshot` to publish in the job's final transaction.
+    """
+    with store.session(readonly=True) as session:
+        rows, points = _snapshot_rows(session, None, snapshot_id, neuron_ids, stimuli, maxima, vectors, xy)
+        if space_id is not None and session.get(Space, space_id) is None:
+            raise NotFoundError(f"space {space_id} not found")
+    _discard(store, StagedNeuronState, StagedNeuronState.stage == stage)
+    _stage_rows(store, StagedNeuronState, rows, stage, job_id)
+    return StagedSnapshot(stage, snapshot_id, points, len(rows))
+
+
+def stage_patches(
+    store: Store, stage: str, job_id: int, snapshot_id: int, patches: Sequence[Mapping[str, Any]]
+) -> int:
+    """Check patch items (as :func:`write_patches`) and write them into ``stage``; returns how many.
+
+    Rows already staged under ``stage`` are replaced; :func:`publish_staged_patches` makes them visible.
+    """
+    rows = _patch_rows(snapshot_id, patches)
+    _discard(store, StagedPatch, StagedPatch.stage == stage)
+    _stage_rows(store, StagedPatch, rows, stage, job_id)
     return len(rows)
+
+
+def publish_staged_snapshot(
+    session: Session,
+    space_id: int,
+    staged: StagedSnapshot,
+    coverage: float | None,
+    diversity: float | None,
+    movement: float | None,
+) -> SpaceSnapshot:
+    """In the job's final transaction: replace the snapshot's states in the space by the staged ones.
+
+    One ``INSERT … SELECT`` inside the database (no row passes through Python), so it takes milliseconds
+    per thousand neurons.
+
+    Raises:
+        StoreError: the stage holds fewer rows than were staged (it was discarded meanwhile).
+    """
+    ss = _replace_space_snapshot(
+        session,
+        space_id,
+        staged.snapshot_id,
+        staged.points,
+        staged.n_points,
+        coverage,
+        diversity,
+        movement,
+    )
+    columns = ("snapshot_id", "neuron_id", "stimuli", "maxima", "vector", "x", "y")
+    space = literal(int(space_id), Integer)
+    copied = _copy_stage(session, NeuronState, StagedNeuronState, columns, staged.stage, {"space_id": space})
+    if copied != staged.n_points:
+        raise StoreError(
+            f"stage {staged.stage!r} holds {copied} of {staged.n_points} neuron states of snapshot "
+            f"{staged.snapshot_id}; it was removed meanwhile — run the job again"
+        )
+    return ss
+
+
+def publish_staged_patches(session: Session, stage: str, snapshot_id: int) -> int:
+    """In the job's final transaction: replace the patches of the staged neurons by the staged ones.
+
+    Returns:
+        The number of patch rows published.
+    """
+    if session.get(Snapshot, snapshot_id) is None:
+        raise NotFoundError(f"snapshot {snapshot_id} not found")
+    staged_neurons = select(StagedPatch.neuron_id).where(StagedPatch.stage == stage)
+    session.execute(
+        delete(Patch).where(Patch.snapshot_id == snapshot_id, Patch.neuron_id.in_(staged_neurons))
+    )
+    columns = ("snapshot_id", "neuron_id", "rank", "image_idx", "y0", "x0", "y1", "x1", "file")
+    return _copy_stage(session, Patch, StagedPatch, columns, stage)
+
+
+def discard_stage(store: Store, stage: str) -> None:
+    """Remove everything staged under ``stage`` (after publishing, or when the job failed), in short chunks."""
+    for model in (StagedNeuronState, StagedPatch):
+        _discard(store, model, model.stage == stage)
+
+
+def discard_stale_stages(store: Store) -> None:
+    """Remove the stages of jobs that are not running (left by a killed worker), in short chunks."""
+    running = select(Job.id).where(Job.status == "running")
+    for model in (StagedNeuronState, StagedPatch):
+        _discard(store, model, model.job_id.not_in(running))
+
+
+def _stage_rows(store: Store, model: type[Any], rows: list[dict[str, Any]], stage: str, job_id: int) -> None:
+    """Insert ``rows`` (plus stage and job id) into a staging table, one short transaction per chunk."""
+    for i in range(0, len(rows), STAGE_CHUNK_ROWS):
+        chunk = [{**row, "stage": stage, "job_id": int(job_id)} for row in rows[i : i + STAGE_CHUNK_ROWS]]
+        with store.session() as session:
+            session.execute(insert(model), chunk)
+
+
+def _discard(store: Store, model: type[Any], condition: Any) -> None:
+    """Delete a staging table's rows matching ``condition``, at most :data:`STAGE_CHUNK_ROWS` per transaction."""
+    key = [model.stage, model.neuron_id] + ([model.rank] if model is StagedPatch else [])
+    while True:
+        with store.session() as session:
+            picked = select(*key).where(condition).limit(STAGE_CHUNK_ROWS).subquery()
+            match = tuple_(*key).in_(select(*picked.c))
+            if session.execute(delete(model).where(match)).rowcount < STAGE_CHUNK_ROWS:
+                return
+
+
+def _copy_stage(
+    session: Session,
+    target: type[Any],
+    staged: type[Any],
+    columns: Sequence[str],
+    stage: str,
+    constants: Mapping[str, Any] | None = None,
+) -> int:
+    """``INSERT INTO target (columns, constants) SELECT columns, constants FROM staged WHERE stage = :stage``.
+
+    Returns:
+        The number of rows copied.
+    """
+    extra = dict(constants or {})
+    chosen = select(*(getattr(staged, c) for c in columns), *extra.values()).where(staged.stage == stage)
+    result = session.execute(insert(target).from_select([*columns, *extra], chosen))
+    return int(result.rowcount)
 
 
 def write_importance(

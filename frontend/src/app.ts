@@ -7,10 +7,12 @@ import { ApiError, api } from "./api/client";
 import type { Job } from "./api/types";
 import { DataCache } from "./data";
 import { describeJob, JobWatcher } from "./jobs";
+import { describeAlert, LiveFeed, type Placed } from "./live";
 import { StateStore } from "./state/store";
 import type { View, ViewState } from "./state/url";
 import { h, pct, setChildren } from "./ui/dom";
 import { CompareView } from "./views/compare";
+import { FindingsView } from "./views/findings";
 import { HealthView } from "./views/health";
 import { ImportanceView } from "./views/importance";
 import { JobsView } from "./views/jobs";
@@ -23,6 +25,7 @@ const VIEW_TITLES: [View, string][] = [
   ["importance", "Importance"],
   ["health", "Health"],
   ["jobs", "Jobs"],
+  ["findings", "Findings"],
 ];
 
 
@@ -47,6 +50,12 @@ export class App {
   readonly store = new StateStore();
   readonly data = new DataCache();
   readonly jobs = new JobWatcher();
+  /** Runs watched while they train: new epochs, live runs and alerts from the server's event stream. */
+  readonly live = new LiveFeed({
+    onPlaced: (placed) => void this.onPlaced(placed),
+    onJob: () => this.jobs.poke(),
+    onStatus: () => this.renderLive(this.store.get()),
+  });
   readonly mapView: MapController;
   readonly views: Record<View, ViewController>;
 
@@ -66,6 +75,11 @@ export class App {
   private readonly layerNames = h("datalist", { id: "layer-names" });
   private readonly jobsIndicator = h("button", { type: "button", class: "jobs-indicator", "data-testid": "jobs-indicator" });
   private readonly jobsPopover = h("div", { class: "jobs-popover", "data-testid": "jobs-popover" });
+  private readonly liveBadge = h("span", { class: "live-badge", "data-testid": "live-badge", title: "A tracker or watcher is feeding this run: new epochs appear as they are placed" }, "● live");
+  private readonly followBox = h("input", { type: "checkbox", "data-testid": "follow" });
+  private readonly followLabel = h("label", { class: "follow", title: "Show each new epoch of this run as soon as it is placed" }, this.followBox, h("span", {}, "follow newest"));
+  private readonly alertsButton = h("button", { type: "button", class: "alerts-indicator", "data-testid": "alerts-indicator" });
+  private readonly alertsPopover = h("div", { class: "jobs-popover alerts-popover", "data-testid": "alerts-popover" });
   private readonly main = h("main", { class: "main" });
   private readonly nav = h("nav", { class: "views", "aria-label": "Views" });
   private loaded = false;
@@ -80,6 +94,7 @@ export class App {
       importance: new ImportanceView(context),
       health: new HealthView(context),
       jobs: new JobsView(context),
+      findings: new FindingsView(context),
     };
     this.buildShell();
     this.store.subscribe((next, prev) => this.onState(next, prev));
@@ -91,6 +106,7 @@ export class App {
   async start(): Promise<void> {
     this.banner.hidden = true;
     this.jobsPopover.hidden = true;
+    this.alertsPopover.hidden = true;
     try {
       await api.health();
       await this.data.refresh();
@@ -103,6 +119,7 @@ export class App {
     }
     this.loaded = true;
     this.jobs.start();
+    void this.live.start();
     this.renderHeader(this.store.get());
     await this.renderView(this.store.get());
   }
@@ -125,6 +142,11 @@ export class App {
       if (e.key === "Enter") void this.findNeuron(this.search.value);
       if (e.key === "Escape") this.search.blur();
     });
+    this.followBox.addEventListener("change", () => this.store.update({ follow: this.followBox.checked }, "replace"));
+    this.alertsButton.addEventListener("click", () => {
+      this.alertsPopover.hidden = !this.alertsPopover.hidden;
+      this.renderLive(this.store.get());
+    });
     this.jobsIndicator.addEventListener("click", () => {
       this.jobsPopover.hidden = !this.jobsPopover.hidden;
       this.renderJobs(this.jobs.active);
@@ -136,9 +158,12 @@ export class App {
       this.nav,
       h("label", {}, h("span", {}, "Space"), this.spaceSelect),
       h("label", {}, h("span", {}, "Run"), this.runSelect),
+      this.liveBadge,
+      this.followLabel,
       h("div", { class: "search for-map" }, this.search, this.layerNames),
       h("div", { class: "spacer" }),
       h("a", { class: "docs-link", href: "/docs", target: "_blank", rel: "noopener" }, "API"),
+      h("div", { class: "jobs" }, this.alertsButton, this.alertsPopover),
       h("div", { class: "jobs" }, this.jobsIndicator, this.jobsPopover),
     );
     setChildren(this.root, h("div", { class: "app" }, header, this.banner, this.main));
@@ -190,10 +215,50 @@ export class App {
       runs.length ? runs.map((r) => h("option", { value: r.id, selected: r.id === runId }, r.name)) : h("option", {}, "no run yet"),
     );
     this.runSelect.disabled = runs.length === 0;
+    this.renderLive(state);
     if (runId !== undefined)
       void this.data
         .layers(runId)
         .then((layers) => setChildren(this.layerNames, ...layers.map((l) => h("option", { value: `${l.name}:` })))).catch(() => undefined);
+  }
+
+  /** The "live" badge of the shown run, "follow newest", and the alerts raised while runs trained. */
+  private renderLive(state: ViewState): void {
+    const spaceId = state.space ?? this.data.spaces[this.data.spaces.length - 1]?.id;
+    const runId = state.run ?? (spaceId === undefined ? undefined : this.data.space(spaceId)?.base_run_id);
+    const live = this.live.isLive(runId);
+    this.liveBadge.hidden = !live;
+    this.followLabel.hidden = !(live || state.follow) || state.view !== "map";
+    this.followBox.checked = state.follow;
+    const alerts = this.live.alerts;
+    this.alertsButton.hidden = alerts.length === 0;
+    this.alertsButton.textContent = `⚠ ${alerts.length} alert${alerts.length === 1 ? "" : "s"}`;
+    this.alertsButton.title = alerts.map(describeAlert).join("\n");
+    if (!alerts.length) this.alertsPopover.hidden = true;
+    if (this.alertsPopover.hidden) return;
+    setChildren(
+      this.alertsPopover,
+      alerts.map((a) =>
+        h(
+          "div",
+          { class: "job-row", "data-testid": "alert" },
+          h("div", { class: "job-msg" }, h("b", {}, `${a.run} · from epoch ${a.start_epoch}`), a.lead !== null && a.lead > 0 ? h("span", { class: "muted" }, ` · ${a.lead} epoch${a.lead === 1 ? "" : "s"} ahead of accuracy`) : null),
+          h("div", { class: "muted small" }, a.reason),
+        ),
+      ),
+    );
+  }
+
+  /** Epochs were placed while a run trains: reload the lists (the slider and the charts follow). */
+  private async onPlaced(placed: Placed[]): Promise<void> {
+    if (!this.loaded || !placed.length) return;
+    try {
+      await this.data.refresh();
+    } catch {
+      return;
+    }
+    this.renderHeader(this.store.get());
+    this.current().onDataRefreshed?.();
   }
 
   private async findNeuron(query: string): Promise<void> {

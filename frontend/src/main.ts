@@ -28,6 +28,8 @@ const handle = {
   /** Where a neuron is drawn now, in client (viewport) pixels; null when it is not drawn. */
   clientPosition: (neuronId: number) => app.mapView.map.clientPosition(app.mapView.indexOf(neuronId)),
   computedEpochs: () => app.mapView.shown?.computed.map((c) => c.epoch) ?? [],
+  /** How the page hears of new epochs: "events" (the server's event stream), "polling" or "off" (issue 16). */
+  liveMode: () => app.live.mode,
   labels: () => Array.from(document.querySelectorAll(".map-label .fg")).map((t) => t.textContent),
 };
 (window as unknown as { conceptevo: typeof handle }).conceptevo = handle;

@@ -30,6 +30,7 @@ describe("URL state", () => {
       neuronB: 77,
       sync: "milestone",
       contours: false,
+      follow: true,
     };
     expect(roundTrip(state)).toEqual(state);
   });

@@ -144,7 +144,7 @@ def test_a_failing_job_leaves_no_files(world, monkeypatch) -> None:
     def broken_movement(*args, **kwargs):
         raise RuntimeError("disk trouble while writing results")
 
-    monkeypatch.setattr(space_jobs, "write_snapshot_in_space", broken_movement)
+    monkeypatch.setattr(space_jobs, "publish_staged_snapshot", broken_movement)
     handlers = {"add_snapshot": space_jobs.handle_add_snapshot}
     runner.run_worker(store, once=True, poll=0.01, handlers=handlers, install_signals=False)
     assert get_job(store, job.id).status == "failed"

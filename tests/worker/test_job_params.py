@@ -48,21 +48,21 @@ def _cli(*args: str) -> str:
 
 def test_same_request_from_cli_and_api_is_one_job(world) -> None:
     store, client = world
-    _cli("importance", "run-0", "--from", "0", "--to", "2", "--classes", "2,0", "--images", "32")
+    _cli("importance", "run-0", "--from", "0", "--to", "1", "--classes", "2,0", "--images", "32")
     _cli("build-space", "--base", "run-0@1", "--name", "again", "--compute", "run-1", "--compute", "run-0")
-    _cli("compute", "run-1", "--space", "synthetic-space", "--epochs", "1")
+    _cli("compute", "run-1", "--space", "synthetic-space", "--epochs", "1", "--force")  # computed: --force
     before = {(job.kind, job.id) for job in list_jobs(store)}
     assert len(before) == 3
     same = [
         {
             "kind": "importance",
-            "params": {"run_id": 1, "epoch_from": 0, "epoch_to": 2, "classes": [2, 0], "images": 32},
+            "params": {"run_id": 1, "epoch_from": 0, "epoch_to": 1, "classes": [2, 0], "images": 32},
         },
         {
             "kind": "build_space",
             "params": {"base_snapshot_id": 2, "name": "again", "compute_runs": [1, 2, 1]},
         },
-        {"kind": "add_snapshot", "params": {"space_id": 1, "snapshot_id": 5}},
+        {"kind": "add_snapshot", "params": {"space_id": 1, "snapshot_id": 5, "force": True}},
     ]
     for body in same:
         r = client.post("/api/jobs", json=body)
@@ -73,7 +73,7 @@ def test_same_request_from_cli_and_api_is_one_job(world) -> None:
     assert importance.params == {
         "run_id": 1,
         "epoch_from": 0,
-        "epoch_to": 2,
+        "epoch_to": 1,
         "classes": [0, 2],
         "images": 32,
         "seed": 0,

@@ -385,7 +385,9 @@ def test_corrupt_checkpoint_fails_its_job_with_the_file_named_and_the_next_job_r
             queued = data.cli("importance", run, "--from", "1", "--to", "2", "--classes", "0,1")
             assert queued.returncode == 0, queued.stderr[-3000:]
         proc = data.worker("--once")
-        assert wait_exit(proc, 180, data.logs[-1]) == 0, data.logs[-1].read_text()[-3000:]
+        # issue 12: a worker that ran a failed job exits 1 and says how many failed
+        assert wait_exit(proc, 180, data.logs[-1]) == 1, data.logs[-1].read_text()[-3000:]
+        assert "1 failed" in data.logs[-1].read_text()
         jobs = {job.params["run_id"]: job for job in list_jobs(store, limit=100) if job.status != "cancelled"}
         with store.session(readonly=True) as s:
             run_ids = {name: run_id for name, run_id in s.execute(select(Run.name, Run.id))}

@@ -272,11 +272,60 @@ def random_crop_flip(
     return torch.where(flip[:, None, None, None], batch.flip(-1), batch)
 
 
+#: Folder names that mark a split (lower case), by the split they are.
+SPLIT_FOLDERS: dict[str, tuple[str, ...]] = {
+    "train": ("train", "training"),
+    "val": ("val", "valid", "validation"),
+    "test": ("test", "testing"),
+}
+
+
+def split_folders(root: str | Path) -> dict[str, Path]:
+    """The split folders of a dataset root, or ``{}`` when it is a plain ImageFolder.
+
+    A root is a *split layout* when its sub-folders are split names (:data:`SPLIT_FOLDERS`, any case):
+    ``digits/train/<class>/…`` and ``digits/val/<class>/…``. This is the one rule every command that takes a
+    dataset path applies (``add-dataset``, ``train``), so a split folder is never mistaken for a class.
+
+    Args:
+        root: an existing folder.
+
+    Returns:
+        ``{"train": root/train, "val": root/val, …}`` for the splits present (canonical names as keys).
+
+    Raises:
+        ConceptEvoError: split folders mixed with other folders (neither layout), or two folders naming the
+            same split (``val/`` and ``validation/``).
+    """
+    root = Path(root)
+    folders = sorted(entry for entry in root.iterdir() if entry.is_dir() and not entry.name.startswith("."))
+    alias = {name: split for split, names in SPLIT_FOLDERS.items() for name in names}
+    splits = [folder for folder in folders if folder.name.lower() in alias]
+    if not splits:
+        return {}
+    others = [folder.name for folder in folders if folder not in splits]
+    if others:
+        raise ConceptEvoError(
+            f"dataset {root} mixes split folders ({', '.join(f.name for f in splits)}) with other folders "
+            f"({', '.join(others[:3])}); put the class folders inside {splits[0].name}/ (and the other splits)"
+        )
+    found: dict[str, Path] = {}
+    for folder in splits:
+        split = alias[folder.name.lower()]
+        if split in found:
+            raise ConceptEvoError(
+                f"dataset {root}: folders {found[split].name} and {folder.name} are both the {split!r} split; "
+                "keep one"
+            )
+        found[split] = folder
+    return found
+
+
 def load_split(root: str | Path, split: str, **kwargs) -> ImageFolderDataset:
     """Load one split of a dataset.
 
-    ``root`` is either a dataset root holding ``train/`` and/or ``val/`` (the demo layout; then
-    ``root/split`` must exist), or a plain ImageFolder (class folders directly under it; then the same
+    ``root`` is either a dataset root holding split folders (:func:`split_folders`: ``train/`` and ``val/``,
+    the demo layout; then ``split`` must be among them), or a plain ImageFolder (class folders directly under it; then the same
     folder serves every split).
 
     Args:
@@ -293,11 +342,12 @@ def load_split(root: str | Path, split: str, **kwargs) -> ImageFolderDataset:
     root = Path(root)
     if not root.is_dir():
         raise ConceptEvoError(f"dataset {root} does not exist or is not a directory")
-    if (root / split).is_dir():
-        return ImageFolderDataset(root / split, **kwargs)
-    if (root / "train").is_dir() or (root / "val").is_dir():
-        present = sorted(p.name for p in root.iterdir() if p.is_dir() and p.name in ("train", "val", "test"))
-        raise ConceptEvoError(f"dataset {root} has no {split!r} split (it has {', '.join(present)})")
+    splits = split_folders(root)
+    if split in splits:
+        return ImageFolderDataset(splits[split], **kwargs)
+    if splits:
+        present = ", ".join(path.name for path in splits.values())
+        raise ConceptEvoError(f"dataset {root} has no {split!r} split (it has {present})")
     logger.info("dataset %s is a plain ImageFolder; using it for split %r", root, split)
     return ImageFolderDataset(root, **kwargs)
 

@@ -20,11 +20,10 @@ from backend.store import (
     list_snapshots,
     list_space_snapshots,
 )
-from backend.store.jobspec import enqueue_job, parse
+from backend.store.jobspec import PRIORITY, enqueue_job, parse
 from worker.demo.runs import DEMO_RUNS
 from worker.demo.world import demo_world_ready as demo_world_ready  # re-exported: tests and callers use it
 from worker.engine.milestones import epochs_at_milestones
-from worker.jobs.priorities import PRIORITY
 from worker.registration import add_dataset, add_run
 
 log = logging.getLogger(__name__)

@@ -29,16 +29,25 @@ def _matrix(vectors: np.ndarray, what: str) -> np.ndarray:
     return arr
 
 
-def concept_diversity(vectors: np.ndarray) -> float:
+def concept_diversity(vectors: np.ndarray, exclude: np.ndarray | None = None) -> float:
     """Mean over dimensions of the differential entropy of the neuron embeddings (§4.5).
 
     Args:
         vectors: ``(n_neurons, dim)`` one snapshot's neuron vectors (at least 4 neurons).
+        exclude: ``(n_neurons,)`` bool, neurons left out — the tied ones (:mod:`worker.engine.ties`): their
+            stimuli are arbitrary, so their vectors say nothing about the concepts learned. When fewer than 4
+            neurons would remain, none is left out.
 
     Returns:
         ``mean_d H(vectors[:, d])`` in nats; ``-inf`` when a dimension is constant (total collapse).
     """
     arr = _matrix(vectors, "neuron vectors")
+    if exclude is not None:
+        drop = np.asarray(exclude, dtype=bool)
+        if drop.shape != (arr.shape[0],):
+            raise ConceptEvoError(f"exclude must be ({arr.shape[0]},) bool, got shape {drop.shape}")
+        if (~drop).sum() >= 4:
+            arr = arr[~drop]
     if arr.shape[0] < 4:
         raise ConceptEvoError(f"concept diversity needs at least 4 neurons, got {arr.shape[0]}")
     with np.errstate(divide="ignore"):

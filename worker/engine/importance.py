@@ -16,26 +16,41 @@ every neuron of every layer of a batch. Several classes sharing the same images 
 Eval mode makes every image's logit depend on that image only (BatchNorm uses running statistics,
 dropout is off), so the gradient of ``logits[:, c].sum()`` with respect to a batch's activations is the
 per-image gradient.
+
+Which activation is ``Z_l`` (a choice that differs from the authors' released code): by default the analysed
+layer's own output — for a conv followed by BatchNorm, the BN output, *before* the ReLU — the same map whose
+spatial maximum defines the stimuli (Algorithm 2), so stimuli, patches and importance all speak of one
+activation. The authors' released importance code taps the conv output after an in-place ReLU has overwritten
+it, so in effect it uses the post-ReLU map (while their stimuli use the pre-ReLU one). ``activation=
+"post_relu"`` reproduces that: the tap applies a ReLU to the layer's output and the network continues from it.
+That is exact where the layer feeds a ReLU (``relu(relu(z)) = relu(z)``, as for every conv/BN of the demo net
+and VGG): ``S_n(x) = Σ ∇h_l(relu(Z^t)) ⊙ (relu(Z^{t'}) − relu(Z^t))`` over channel n, with ``h_l`` the network
+from layer l's output on, so the gradient passes the following ReLU (zero where ``Z^t ≤ 0``), as a gradient
+taken at the layer's output tensor does once an in-place ReLU has overwritten it. Both taps give identical
+``I_n`` to the authors' code when they tap the same activation.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
+from worker.engine._utils import dtype_of, eval_on, layer_slices, resolve_device
 from worker.engine.hooks import LayerTaps, tap_for_gradients
+from worker.engine.layers import LayerSpec
 from worker.errors import ConceptEvoError
-from worker.models.layers import LayerSpec
 
 logger = logging.getLogger(__name__)
 
 ImageBatches = torch.Tensor | Iterable[torch.Tensor]
+
+ACTIVATIONS = ("pre_relu", "post_relu")
+"""Which map importance taps: the layer's output as is (default) or after a ReLU (the authors' code)."""
 
 
 @dataclass(frozen=True)
@@ -62,7 +77,7 @@ class Importance:
         Returns:
             ``{layer name: slice}`` in layer order.
         """
-        return _layer_slices(self.layers)
+        return layer_slices(self.layers)
 
     def row(self, class_idx: int) -> int:
         """Row of ``class_idx`` in :attr:`I`.
@@ -83,6 +98,7 @@ def evolution_importance(
     images_by_class: Mapping[int, ImageBatches],
     batch_size: int = 64,
     device: str | torch.device | None = None,
+    activation: str = "pre_relu",
 ) -> Importance:
     """Eq 5–7 importance of every neuron's evolution ``t → t'`` for each class.
 
@@ -95,6 +111,8 @@ def evolution_importance(
             the forward passes (one backward per class); an iterable is consumed once per object.
         batch_size: images per forward when a tensor is given.
         device: where to compute (``"cuda"``, ``"cpu"``, …); default the device of ``model_t``.
+        activation: ``"pre_relu"`` (the layer's output, default) or ``"post_relu"`` (see the module
+            docstring).
 
     Returns:
         :class:`Importance` with ``I`` (Eq 7) and ``mean_S`` (mean of Eq 5) per class and neuron.
@@ -110,7 +128,7 @@ def evolution_importance(
         raise ConceptEvoError("no classes to compute importance for")
     if batch_size < 1:
         raise ConceptEvoError(f"batch_size must be at least 1, got {batch_size}")
-    dev = _resolve_device(model_t, device)
+    dev = resolve_device(model_t, device)
     classes = [int(c) for c in images_by_class]
     row_of = {c: i for i, c in enumerate(classes)}
     n_neurons = sum(spec.channels for spec in layers)
@@ -122,11 +140,13 @@ def evolution_importance(
     for c, images in images_by_class.items():
         groups.setdefault(id(images), (images, []))[1].append(int(c))
 
-    with _eval_on(model_t, dev), _eval_on(model_t2, dev):
+    with eval_on(model_t, dev), eval_on(model_t2, dev):
         for images, group_classes in groups.values():
             rows = [row_of[c] for c in group_classes]
             for batch in _batches(images, batch_size):
-                S = batch_sensitivities(model_t, model_t2, layers, batch, group_classes, device=dev)
+                S = batch_sensitivities(
+                    model_t, model_t2, layers, batch, group_classes, device=dev, activation=activation
+                )
                 positives[rows] += (S > 0).sum(dim=1, dtype=torch.float64)
                 sums[rows] += S.sum(dim=1, dtype=torch.float64)
                 counts[rows] += S.shape[1]
@@ -157,6 +177,7 @@ def batch_sensitivities(
     images: torch.Tensor,
     classes: Sequence[int],
     device: str | torch.device | None = None,
+    activation: str = "pre_relu",
 ) -> torch.Tensor:
     """Eq 5 sensitivity ``S_n(x)`` of every neuron for every image of one batch and every class.
 
@@ -174,6 +195,7 @@ def batch_sensitivities(
         images: ``(B, C, H, W)`` batch.
         classes: class indices whose logits are differentiated.
         device: where to compute; default the device of ``model_t``.
+        activation: ``"pre_relu"`` or ``"post_relu"`` (see the module docstring).
 
     Returns:
         ``(len(classes), B, n_neurons)`` tensor of ``S_n(x)`` on ``device``.
@@ -182,15 +204,18 @@ def batch_sensitivities(
         ConceptEvoError: a class outside the logits, or a layer whose output differs in shape between
             the models or is not at least ``(N, C)``.
     """
-    dev = _resolve_device(model_t, device)
+    if activation not in ACTIVATIONS:
+        raise ConceptEvoError(f"activation must be one of {', '.join(ACTIVATIONS)}, got {activation!r}")
+    dev = resolve_device(model_t, device)
     names = [spec.name for spec in layers]
-    x = images.to(dev, dtype=_dtype_of(model_t), non_blocking=True)
+    x = images.to(dev, dtype=dtype_of(model_t), non_blocking=True)
     kept: dict[str, torch.Tensor] = {}
-    with torch.enable_grad(), LayerTaps(model_t, names, _tap_requiring_grad(kept)):
+    post = activation == "post_relu"
+    with torch.enable_grad(), LayerTaps(model_t, names, _after_relu(_tap_requiring_grad(kept), post)):
         logits = model_t(x)
     later: dict[str, torch.Tensor] = {}
-    with torch.no_grad(), LayerTaps(model_t2, names, tap_for_gradients(later)):
-        model_t2(x.to(_dtype_of(model_t2)))
+    with torch.no_grad(), LayerTaps(model_t2, names, _after_relu(tap_for_gradients(later), post)):
+        model_t2(x.to(dtype_of(model_t2)))
     if logits.ndim != 2:
         raise ConceptEvoError(f"model output has shape {list(logits.shape)}, expected (N, classes) logits")
     bad = [c for c in classes if not 0 <= int(c) < logits.shape[1]]
@@ -250,14 +275,6 @@ def sample_class_images(
     return np.sort(rng.choice(members, size=n, replace=False)).astype(np.int64)
 
 
-def _layer_slices(layers: Sequence[LayerSpec]) -> dict[str, slice]:
-    slices, start = {}, 0
-    for spec in layers:
-        slices[spec.name] = slice(start, start + spec.channels)
-        start += spec.channels
-    return slices
-
-
 def _tap_requiring_grad(kept: dict[str, torch.Tensor]):
     """:func:`tap_for_gradients`, also when the model's parameters are frozen (output then needs grad)."""
     inner = tap_for_gradients(kept)
@@ -266,6 +283,17 @@ def _tap_requiring_grad(kept: dict[str, torch.Tensor]):
         if not output.requires_grad:
             output = output.detach().requires_grad_(True)
         return inner(name, output)
+
+    return keep
+
+
+def _after_relu(inner, on: bool):
+    """``inner`` fed the ReLU of each output when ``on`` (the ``"post_relu"`` tap), else ``inner`` itself."""
+    if not on:
+        return inner
+
+    def keep(name: str, output: torch.Tensor) -> torch.Tensor:
+        return inner(name, torch.relu(output))
 
     return keep
 
@@ -282,35 +310,3 @@ def _batches(images: ImageBatches, batch_size: int) -> Iterator[torch.Tensor]:
             raise ConceptEvoError(f"image batches must be tensors, got {type(batch).__name__}")
         if batch.shape[0]:
             yield batch
-
-
-def _resolve_device(model: nn.Module, device: str | torch.device | None) -> torch.device:
-    if device is not None:
-        resolved = torch.device(device)
-        if resolved.type == "cuda" and resolved.index is None:  # "cuda" is the current CUDA device
-            resolved = torch.device("cuda", torch.cuda.current_device())
-        return resolved
-    parameter = next(model.parameters(), None)
-    return parameter.device if parameter is not None else torch.device("cpu")
-
-
-def _dtype_of(model: nn.Module) -> torch.dtype:
-    parameter = next(model.parameters(), None)
-    return parameter.dtype if parameter is not None else torch.get_default_dtype()
-
-
-@contextmanager
-def _eval_on(model: nn.Module, device: torch.device) -> Iterator[nn.Module]:
-    """Put ``model`` in eval mode on ``device``; restore its mode (and device) afterwards."""
-    was_training = model.training
-    parameter = next(model.parameters(), None)
-    old_device = parameter.device if parameter is not None else None
-    model.eval()
-    if old_device is not None and old_device != device:
-        model.to(device)
-    try:
-        yield model
-    finally:
-        if old_device is not None and old_device != device:
-            model.to(old_device)
-        model.train(was_training)

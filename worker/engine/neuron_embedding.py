@@ -45,7 +45,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from worker.engine.pairs import validate_indices
+from worker.engine.pairs import Incidences, chain_pairs, epoch_pairs, group_incidences, validate_indices
 from worker.errors import ConceptEvoError
 
 log = logging.getLogger(__name__)
@@ -136,22 +136,17 @@ def sgd_pass(
 class _Pairer:
     """Device-side re-pairing of D (Appendix A.1) for every epoch, one sort per epoch.
 
-    Incidences are kept sorted by image; an epoch draws a random order of the used images and a random key per
-    incidence, sorts the composite int64 key once, and pairs overlapping neighbours of the same image.
+    An epoch draws a random order of the used images and a random key per incidence, sorts the composite int64
+    key once, and hands the incidences in that order to :func:`~worker.engine.pairs.chain_pairs`.
     """
 
-    def __init__(self, indices: np.ndarray, device: torch.device, gen: torch.Generator) -> None:
-        n_neurons, k = indices.shape
-        images = indices.ravel()
-        neurons = np.repeat(np.arange(n_neurons, dtype=np.int64), k)
-        order = np.argsort(images, kind="stable")
-        _, group = np.unique(images[order], return_inverse=True)
-        self.n_groups = int(group.max()) + 1
-        self.group = torch.as_tensor(group, dtype=torch.int64, device=device)
-        self.neurons = torch.as_tensor(neurons[order], dtype=torch.int64, device=device)
+    def __init__(self, incidences: Incidences, device: torch.device, gen: torch.Generator) -> None:
+        self.n_groups = incidences.n_groups
+        self.n_pairs = incidences.n_pairs
+        self.group = torch.as_tensor(incidences.group, dtype=torch.int64, device=device)
+        self.neurons = torch.as_tensor(incidences.neurons, dtype=torch.int64, device=device)
         self.device = device
         self.gen = gen
-        self.n_pairs = int(images.size - self.n_groups)
 
     def sample(self) -> torch.Tensor:
         """Returns one pairing of D as a ``(P, 2)`` int64 tensor, images in random order."""
@@ -159,10 +154,7 @@ class _Pairer:
         noise = torch.randint(0, 2**_KEY_BITS, self.group.shape, generator=self.gen, device=self.device)
         key = (rank[self.group] << _KEY_BITS) | noise
         order = torch.argsort(key)
-        g = rank[self.group][order]
-        nrn = self.neurons[order]
-        same = g[1:] == g[:-1]
-        return torch.stack([nrn[:-1][same], nrn[1:][same]], dim=1)
+        return chain_pairs(self.neurons[order], rank[self.group][order])
 
 
 try:  # numba comes with umap-learn; without it the CPU falls back to the torch path
@@ -249,38 +241,30 @@ def _pairs_pass_py(v, pairs, negatives, lr):  # pragma: no cover - compiled by n
     return total
 
 
-def _epochs_py(v, neurons, starts, n_neurons, n_neg, lr, epochs, obj):  # pragma: no cover - numba
-    """``epochs`` full epochs: re-pair D (Algorithm 4 shuffles), draw negatives, Algorithm 1 updates.
+def _shuffle_and_draw_py(neurons, starts, order, negatives, n_neurons):  # pragma: no cover - numba
+    """One epoch's random draws, in place: Algorithm 4's shuffles, then the pairs' R negatives each.
 
+    ``neurons`` is shuffled within each image (Fisher-Yates) and ``order`` (the image visiting order) is
+    shuffled; both carry over from the previous epoch. ``negatives`` ``(P, R)`` is filled in pair order.
     Uniform integers are drawn as ``int(random() * n)`` (bias below 2⁻⁴⁰ for n < 2¹³, far faster than
     numba's ``randint``).
     """
-    gn = np.empty(v.shape[1])
-    gm = np.empty(v.shape[1])
-    rs = np.empty(n_neg, dtype=np.int64)
     n_groups = starts.shape[0] - 1
-    order = np.arange(n_groups)
-    for e in range(epochs):
-        for g in range(n_groups):  # Fisher-Yates within each image's neurons
-            a = starts[g]
-            for i in range(starts[g + 1] - 1, a, -1):
-                j = a + int(np.random.random() * (i - a + 1))
-                t = neurons[i]
-                neurons[i] = neurons[j]
-                neurons[j] = t
-        for i in range(n_groups - 1, 0, -1):  # images in random order
-            j = int(np.random.random() * (i + 1))
-            t = order[i]
-            order[i] = order[j]
-            order[j] = t
-        total = 0.0
-        for gi in range(n_groups):
-            g = order[gi]
-            for i in range(starts[g], starts[g + 1] - 1):
-                for j in range(n_neg):
-                    rs[j] = int(np.random.random() * n_neurons)
-                total += _pair_step(v, neurons[i], neurons[i + 1], rs, lr, gn, gm)
-        obj[e] = total
+    for g in range(n_groups):  # Fisher-Yates within each image's neurons
+        a = starts[g]
+        for i in range(starts[g + 1] - 1, a, -1):
+            j = a + int(np.random.random() * (i - a + 1))
+            t = neurons[i]
+            neurons[i] = neurons[j]
+            neurons[j] = t
+    for i in range(n_groups - 1, 0, -1):  # images in random order
+        j = int(np.random.random() * (i + 1))
+        t = order[i]
+        order[i] = order[j]
+        order[j] = t
+    for p in range(negatives.shape[0]):
+        for j in range(negatives.shape[1]):
+            negatives[p, j] = int(np.random.random() * n_neurons)
 
 
 def _seed_py(seed):  # pragma: no cover - numba
@@ -291,7 +275,7 @@ if _HAVE_NUMBA:
     _sig = numba.njit(cache=True, fastmath=True, inline="always")(_sigmoids)
     _pair_step = numba.njit(cache=True, fastmath=True)(_pair_step_py)
     _pairs_pass_nb = numba.njit(cache=True)(_pairs_pass_py)
-    _epochs_nb = numba.njit(cache=True)(_epochs_py)
+    _shuffle_and_draw_nb = numba.njit(cache=True)(_shuffle_and_draw_py)
     _seed_nb = numba.njit(cache=True)(_seed_py)
 
 
@@ -322,33 +306,35 @@ def algorithm1_pass(vectors: np.ndarray, pairs: np.ndarray, negatives: np.ndarra
 
 
 def _train_numba(
-    idx: np.ndarray,
+    incidences: Incidences,
     vectors: np.ndarray,
     negatives: int,
     lr: float,
     epochs: int,
     seed: int,
     progress: ProgressFn | None,
-) -> tuple[np.ndarray, int]:
-    n_neurons, k = idx.shape
-    images = idx.ravel()
-    order = np.argsort(images, kind="stable")
-    neurons = np.repeat(np.arange(n_neurons, dtype=np.int64), k)[order]
-    img_s = images[order]
-    starts = np.flatnonzero(np.r_[True, img_s[1:] != img_s[:-1], True]).astype(np.int64)
-    n_pairs = int(images.size - (starts.size - 1))
-    if n_pairs == 0:
-        raise ConceptEvoError("no image is shared by two neurons' stimuli: the pair set D is empty")
+) -> np.ndarray:
+    """Run ``epochs`` compiled epochs in place on float64 ``vectors``; returns the per-epoch objective.
+
+    Each epoch: the compiled shuffles and negatives, the pairing by :func:`~worker.engine.pairs.epoch_pairs`,
+    and Algorithm 1 over it. Progress is reported in bursts of about 2 M pair updates.
+    """
+    n_neurons = vectors.shape[0]
+    neurons = incidences.neurons.copy()
+    order = np.arange(incidences.n_groups, dtype=np.int64)
+    negs = np.empty((incidences.n_pairs, negatives), dtype=np.int64)
     objs = np.zeros(epochs)
     _seed_nb(int(seed) % (2**32))
-    chunk = epochs if progress is None else max(1, min(epochs, 2_000_000 // max(n_pairs, 1)))
-    for e0 in range(0, epochs, chunk):
-        e1 = min(epochs, e0 + chunk)
-        _epochs_nb(vectors, neurons, starts, n_neurons, negatives, lr, e1 - e0, objs[e0:e1])
-        if progress is not None:
-            for e in range(e0, e1):
-                progress(e + 1, epochs, float(objs[e]))
-    return objs, n_pairs
+    chunk = max(1, 2_000_000 // max(incidences.n_pairs, 1))
+    reported = 0
+    for e in range(epochs):
+        _shuffle_and_draw_nb(neurons, incidences.starts, order, negs, n_neurons)
+        objs[e] = _pairs_pass_nb(vectors, epoch_pairs(incidences, neurons, order), negs, lr)
+        if progress is not None and ((e + 1) % chunk == 0 or e + 1 == epochs):
+            for done in range(reported, e + 1):
+                progress(done + 1, epochs, float(objs[done]))
+            reported = e + 1
+    return objs
 
 
 def init_vectors(n_neurons: int, dim: int, seed: int) -> torch.Tensor:
@@ -414,19 +400,20 @@ def train_neuron_embedding(
         raise ConceptEvoError(f"unknown embedding backend {backend!r} (auto, torch or numba)")
     if backend == "numba" and (dev.type != "cpu" or not _HAVE_NUMBA):
         raise ConceptEvoError("the numba embedding backend runs on the CPU only and needs numba")
+    incidences = group_incidences(idx)
+    if incidences.n_pairs == 0:
+        raise ConceptEvoError("no image is shared by two neurons' stimuli: the pair set D is empty")
     if backend == "numba" or (backend == "auto" and dev.type == "cpu" and _HAVE_NUMBA):
         v64 = init_vectors(n_neurons, dim, seed).double().numpy().copy()
         log.info(
             "neuron embedding (numba, CPU): %d neurons, dim=%d, R=%d, E=%d", n_neurons, dim, negatives, epochs
         )
-        objs_np, n_pairs = _train_numba(idx, v64, negatives, lr, epochs, seed, progress)
+        objs_np = _train_numba(incidences, v64, negatives, lr, epochs, seed, progress)
         return NeuronEmbedding(
-            vectors=v64.astype(np.float32), objective_per_epoch=objs_np, pairs_per_epoch=n_pairs
+            vectors=v64.astype(np.float32), objective_per_epoch=objs_np, pairs_per_epoch=incidences.n_pairs
         )
     gen = torch.Generator(device=dev).manual_seed(int(seed))
-    pairer = _Pairer(idx, dev, gen)
-    if pairer.n_pairs == 0:
-        raise ConceptEvoError("no image is shared by two neurons' stimuli: the pair set D is empty")
+    pairer = _Pairer(incidences, dev, gen)
     vectors = init_vectors(n_neurons, dim, seed).to(dev)
     objs = torch.zeros(epochs, dtype=torch.float64, device=dev)
     log.info(

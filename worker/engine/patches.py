@@ -11,16 +11,17 @@ neuron's activation on that image is largest (``Stimuli.argmax_yx``), clipped to
 * If the model saw images resized to ``input_size`` (a plain resize of the whole image, no crop), boxes
   are computed in input coordinates and scaled back to the original image
   (``y0·H/H_in`` rounded down, ``y1·H/H_in`` rounded up).
-* Crops are resized so that their longer side is ``out_size`` (aspect kept). Early layers' crops are
-  tiny (3×3 px for the first 3×3 conv): they are **upscaled with NEAREST**, so each input pixel shows
-  as a sharp block rather than a blur; larger crops are reduced with a BOX filter.
-* Encoded as WebP (default; lossless for upscaled crops, which are flat blocks) or PNG bytes. Where the
-  bytes go is the caller's business.
+* Crops are resized so that their longer side is the tile side (aspect kept, :func:`fit_tile`). Early
+  layers' crops are tiny (3×3 px for the first 3×3 conv): they are **upscaled with NEAREST**, so each
+  input pixel shows as a sharp block rather than a blur; larger crops are reduced with a BOX filter.
+* :func:`make_sprites` lays each neuron's k patches side by side as square tiles of one sprite (tile
+  ``r`` = stimulus of rank ``r``, the resized crop centred on black). This is the one path from stimuli to
+  patch pixels; encoding the sprites and where the bytes go is the caller's business
+  (:mod:`worker.jobs.patches`).
 """
 
 from __future__ import annotations
 
-import io
 import logging
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -37,22 +38,35 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class Patch:
-    """One example patch.
+class PatchRef:
+    """Where one example patch comes from.
 
     Attributes:
         neuron: row of the neuron in the :class:`~worker.engine.stimuli.Stimuli` arrays.
-        rank: position among the neuron's stimuli (0 = strongest).
+        rank: position among the neuron's stimuli (0 = strongest); also its tile in the neuron's sprite.
         image_index: dataset index of the image.
         box: ``(y0, x0, y1, x1)`` half-open, in the original image's pixel coordinates.
-        data: the encoded image.
     """
 
     neuron: int
     rank: int
     image_index: int
     box: tuple[int, int, int, int]
-    data: bytes
+
+
+@dataclass(frozen=True)
+class Sprites:
+    """Every neuron's patches as one sprite each (see :func:`make_sprites`).
+
+    Attributes:
+        pixels: ``(n_rows, tile, tile · k, 3)`` uint8 RGB; row i is the sprite of the i-th requested neuron.
+        patches: one :class:`PatchRef` per stimulus, ordered by image index, then neuron, then rank.
+        tile: side of a tile in pixels.
+    """
+
+    pixels: np.ndarray
+    patches: list[PatchRef]
+    tile: int
 
 
 def patch_box(
@@ -82,24 +96,23 @@ def patch_box(
     return (top, left, bottom, right)
 
 
-def encode_patch(crop: Image.Image, out_size: int = 64, fmt: str = "webp") -> bytes:
-    """Resize a crop so its longer side is ``out_size`` (NEAREST up, BOX down) and encode it.
+def fit_tile(crop: Image.Image, side: int) -> np.ndarray:
+    """Resize a crop so its longer side is ``side`` (aspect kept): NEAREST up, so tiny crops stay sharp; BOX down.
+
+    Args:
+        crop: the crop (any PIL mode; converted to RGB).
+        side: the tile side in pixels.
 
     Returns:
-        The encoded bytes (WebP or PNG).
+        ``(h, w, 3)`` uint8 with ``max(h, w) == side``.
     """
-    width, height = crop.size
-    scale = out_size / max(width, height)
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    scale = side / max(crop.size)
+    size = (max(1, round(crop.width * scale)), max(1, round(crop.height * scale)))
+    if crop.mode != "RGB":
+        crop = crop.convert("RGB")
     if size != crop.size:
-        method = Image.Resampling.NEAREST if scale >= 1 else Image.Resampling.BOX
-        crop = crop.resize(size, method)
-    buffer = io.BytesIO()
-    if fmt == "webp":
-        crop.save(buffer, format="WEBP", lossless=scale >= 1, quality=85, method=4)
-    else:
-        crop.save(buffer, format="PNG", optimize=False)
-    return buffer.getvalue()
+        crop = crop.resize(size, Image.Resampling.NEAREST if scale >= 1 else Image.Resampling.BOX)
+    return np.asarray(crop)
 
 
 @dataclass(frozen=True)
@@ -113,41 +126,44 @@ class Crop:
     image: Image.Image
 
 
-def iter_patches(
+def make_sprites(
     stimuli: Stimuli,
     fields: Mapping[str, ReceptiveField],
     load_image: Callable[[int], Image.Image],
-    out_size: int = 64,
-    fmt: str = "webp",
+    tile: int = 64,
     input_size: int | tuple[int, int] | None = None,
     neurons: Sequence[int] | None = None,
-) -> Iterator[Patch]:
-    """Yield the example patch of every stimulus (of ``neurons``, default all), one image decode each.
+) -> Sprites:
+    """Cut every stimulus's patch (of ``neurons``, default all) and lay each neuron's k patches out as a sprite.
 
     Args:
         stimuli: the stimuli (with ``argmax_yx`` and ``map_sizes``).
         fields: receptive field of each of ``stimuli.layer_names``.
         load_image: ``f(image index) → PIL image``; called once per distinct image.
-        out_size: longer side of the encoded patch, in pixels.
-        fmt: ``"webp"`` or ``"png"``.
+        tile: side of each square tile in pixels; the crop's longer side is resized to it, centred.
         input_size: the model input ``(H_in, W_in)`` the stimuli were computed at, when images were
             resized for the model; ``None`` means the images were fed at their own size.
-        neurons: rows of ``stimuli`` to make patches for.
+        neurons: rows of ``stimuli`` to make sprites for (sprite row i ↔ ``neurons[i]``).
 
-    Yields:
-        :class:`Patch`, ordered by image index, then neuron, then rank.
+    Returns:
+        :class:`Sprites`.
 
     Raises:
-        ConceptEvoError: unknown format, a layer without a field, a neuron out of range.
+        ConceptEvoError: a tile side below 1, a layer without a field, a neuron out of range.
     """
-    if fmt not in ("webp", "png"):
-        raise ConceptEvoError(f"unknown patch format {fmt!r}; use webp or png")
-    if out_size < 1:
-        raise ConceptEvoError(f"patch size must be positive, got {out_size}")
-    for crop in iter_crops(stimuli, fields, load_image, input_size, neurons):
-        yield Patch(
-            crop.neuron, crop.rank, crop.image_index, crop.box, encode_patch(crop.image, out_size, fmt)
-        )
+    if tile < 1:
+        raise ConceptEvoError(f"patch tile size must be positive, got {tile}")
+    rows = np.arange(stimuli.n_neurons) if neurons is None else np.asarray(neurons, dtype=np.int64)
+    sprite_row = {int(n): i for i, n in enumerate(rows)}
+    pixels = np.zeros((rows.size, tile, tile * stimuli.k, 3), dtype=np.uint8)
+    patches: list[PatchRef] = []
+    for crop in iter_crops(stimuli, fields, load_image, input_size, rows):
+        fitted = fit_tile(crop.image, tile)
+        y0 = (tile - fitted.shape[0]) // 2
+        x0 = crop.rank * tile + (tile - fitted.shape[1]) // 2
+        pixels[sprite_row[crop.neuron], y0 : y0 + fitted.shape[0], x0 : x0 + fitted.shape[1]] = fitted
+        patches.append(PatchRef(crop.neuron, crop.rank, crop.image_index, crop.box))
+    return Sprites(pixels=pixels, patches=patches, tile=tile)
 
 
 def iter_crops(
@@ -159,8 +175,7 @@ def iter_crops(
 ) -> Iterator[Crop]:
     """Yield the un-encoded crop of every stimulus (of ``neurons``, default all), one image decode each.
 
-    The arguments are those of :func:`iter_patches`; callers that lay patches out themselves (e.g. one
-    sprite per neuron) use this and encode once.
+    The arguments are those of :func:`make_sprites`.
 
     Yields:
         :class:`Crop`, ordered by image index, then neuron, then rank.

@@ -37,8 +37,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from worker.engine._utils import device_of, dtype_of, eval_on
+from worker.engine.layers import LayerSpec
 from worker.errors import ConceptEvoError
-from worker.models.layers import LayerSpec
 
 logger = logging.getLogger(__name__)
 
@@ -244,20 +245,14 @@ def _trace_chains(model: nn.Module, names: list[str], size: tuple[int, int]) -> 
         else:
             state["broken"] = True
 
-    parameter = next(model.parameters(), None)
-    device = parameter.device if parameter is not None else torch.device("cpu")
-    dtype = parameter.dtype if parameter is not None else torch.float32
     handles.append(model.register_forward_pre_hook(model_pre_hook))
     for module in set(leaves) | set(targets):
         handles.append(module.register_forward_pre_hook(pre_hook))
         handles.append(module.register_forward_hook(post_hook))
-    was_training = model.training
-    model.eval()
     try:
-        with torch.no_grad():
-            model(torch.zeros(1, 3, *size, device=device, dtype=dtype))
+        with torch.no_grad(), eval_on(model):
+            model(torch.zeros(1, 3, *size, device=device_of(model), dtype=dtype_of(model)))
     finally:
-        model.train(was_training)
         for handle in handles:
             handle.remove()
     missing = [name for name in names if name not in found]

@@ -28,17 +28,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from worker.engine._utils import dtype_of, eval_on, layer_slices, resolve_device
 from worker.engine.hooks import LayerTaps
-from worker.engine.importance import (
-    _dtype_of,
-    _eval_on,
-    _layer_slices,
-    _resolve_device,
-    evolution_importance,
-    sample_class_images,
-)
+from worker.engine.importance import evolution_importance, sample_class_images
+from worker.engine.layers import LayerSpec
 from worker.errors import ConceptEvoError
-from worker.models.layers import LayerSpec
 
 logger = logging.getLogger(__name__)
 
@@ -146,7 +140,10 @@ class ReversionTable:
 
 
 def rank_bins(
-    importance: np.ndarray, mean_s: np.ndarray | None = None, n_bins: int = N_BINS
+    importance: np.ndarray,
+    mean_s: np.ndarray | None = None,
+    n_bins: int = N_BINS,
+    exclude: np.ndarray | None = None,
 ) -> list[np.ndarray]:
     """Split one layer's neurons into importance bins (§4.4 Step 3).
 
@@ -155,6 +152,8 @@ def rank_bins(
         mean_s: ``(C,)`` mean Eq 5 ``S_n``, breaking ties of ``I_n`` (higher first); ties left after that
             go to the lower channel.
         n_bins: number of bins (the paper: 4).
+        exclude: ``(C,)`` bool, channels put in no bin — the tied ones (``worker/engine/ties.py``): with
+            arbitrary stimuli they have no concept whose evolution could matter.
 
     Returns:
         ``n_bins`` arrays of channel indices, most important bin first (sizes differ by at most one;
@@ -163,6 +162,8 @@ def rank_bins(
     importance = np.asarray(importance, dtype=np.float64)
     secondary = np.zeros_like(importance) if mean_s is None else np.asarray(mean_s, dtype=np.float64)
     order = np.lexsort((np.arange(importance.size), -secondary, -importance))
+    if exclude is not None:
+        order = order[~np.asarray(exclude, dtype=bool)[order]]
     return [np.asarray(b, dtype=np.int64) for b in np.array_split(order, n_bins)]
 
 
@@ -222,7 +223,7 @@ def reverted_logits(
         shaped = mask.view(k_sets, 1, channels, *([1] * (output.ndim - 2)))
         return torch.where(shaped, z_t.to(output.dtype).unsqueeze(0), stacked).reshape(output.shape)
 
-    repeated = images.repeat(k_sets, *([1] * (images.ndim - 1))).to(_dtype_of(model_t2))
+    repeated = images.repeat(k_sets, *([1] * (images.ndim - 1))).to(dtype_of(model_t2))
     with torch.no_grad(), LayerTaps(model_t2, [layer], revert):
         logits = model_t2(repeated)
     return logits.reshape(k_sets, batch, -1)
@@ -243,7 +244,7 @@ def capture_layers(model: nn.Module, names: Sequence[str], images: torch.Tensor)
         return output.clone()  # in-place ops downstream change the clone, not the kept map
 
     with torch.no_grad(), LayerTaps(model, list(names), keep):
-        model(images.to(_dtype_of(model)))
+        model(images.to(dtype_of(model)))
     return kept
 
 
@@ -291,7 +292,7 @@ def reversion_accuracy(
     Raises:
         ConceptEvoError: no images, or images and labels differing in number.
     """
-    dev = _resolve_device(model_t, device)
+    dev = resolve_device(model_t, device)
     labels_t = torch.as_tensor(np.asarray(labels.cpu() if isinstance(labels, torch.Tensor) else labels))
     if images.shape[0] == 0:
         raise ConceptEvoError("no images to measure accuracy on")
@@ -302,9 +303,9 @@ def reversion_accuracy(
     per_layer = {
         name: torch.zeros(len(layer_sets[name]), 2, dtype=torch.float64, device=dev) for name in names
     }
-    with _eval_on(model_t, dev), _eval_on(model_t2, dev):
+    with eval_on(model_t, dev), eval_on(model_t2, dev):
         for start in range(0, images.shape[0], batch_size):
-            x = images[start : start + batch_size].to(dev, dtype=_dtype_of(model_t2), non_blocking=True)
+            x = images[start : start + batch_size].to(dev, dtype=dtype_of(model_t2), non_blocking=True)
             y = labels_t[start : start + batch_size].to(dev)
             maps = capture_layers(model_t, names, x)
             with torch.no_grad():
@@ -331,6 +332,7 @@ def reversion_table(
     device: str | torch.device | None = None,
     label: str = "",
     progress: ProgressCallback | None = None,
+    tied: Mapping[str, np.ndarray] | None = None,
 ) -> ReversionTable:
     """The paper's Table 1 for one evolution stage ``t → t'`` (§4.4 Steps 1–5, repeated ``reps`` times).
 
@@ -353,6 +355,7 @@ def reversion_table(
         device: where to compute; default the device of ``model_t``.
         label: name of the evolution stage shown in the table.
         progress: optional ``f(fraction, message)`` called after each (class, repetition).
+        tied: layer name → ``(channels,)`` bool of tied neurons, left out of the importance bins.
 
     Returns:
         :class:`ReversionTable`.
@@ -368,9 +371,9 @@ def reversion_table(
         raise ConceptEvoError("no layers to revert")
     if reps < 1:
         raise ConceptEvoError(f"reps must be at least 1, got {reps}")
-    dev = _resolve_device(model_t, device)
+    dev = resolve_device(model_t, device)
     names = [spec.name for spec in layers]
-    slices = _layer_slices(layers)
+    slices = layer_slices(layers)
     changes = np.zeros((len(classes), reps, len(layers), len(BIN_LABELS), len(METRICS)))
     base = np.zeros((len(classes), reps, len(METRICS)))
     total = len(classes) * reps
@@ -391,7 +394,8 @@ def reversion_table(
             layer_sets = {}
             for spec in layers:
                 cols = slices[spec.name]
-                bins = rank_bins(importance.I[0, cols], importance.mean_S[0, cols])
+                exclude = None if tied is None else tied.get(spec.name)
+                bins = rank_bins(importance.I[0, cols], importance.mean_S[0, cols], exclude=exclude)
                 layer_sets[spec.name] = [*bins, random_bin(spec.channels, rng)]
             for offset, x in ((0, x_train), (2, x_val)):
                 labels = np.full(x.shape[0], c)

@@ -4,8 +4,16 @@ Implements the paper's Algorithm 2 (``getStimuli``, Appendix A) for all neurons 
 **one** ``torch.no_grad()`` forward pass over the dataset (DESIGN.md §4 item 1, issue 3 item 1):
 
 * a forward hook (:class:`~worker.engine.hooks.LayerTaps`) reduces each layer's ``(B, C, H, W)`` map to
-  its spatial maximum and the (first, row-major) location of that maximum, on the model's device and
-  *inside* the hook — before any later ``ReLU(inplace=True)`` can overwrite the tensor;
+  its spatial maximum only (``amax``), on the model's device and *inside* the hook — before any later
+  ``ReLU(inplace=True)`` can overwrite the tensor. The (first, row-major) *location* of the maximum, which
+  patches need, is taken only for the few (image, neuron) entries whose maximum beats the neuron's current
+  k-th best (:func:`_candidate_argmax`): only those can enter the top k. Max-with-argmax over every map
+  cost ~3× a plain max and was most of the pass's overhead (issue 13); the candidates shrink like
+  ``k / images seen``, so after the first batches almost no map needs its argmax. The location comes from
+  the very tensor the hook sees, so the boxes are exactly those of a full argmax (ties included). The issue
+  suggested a second forward over just the final stimuli's images instead; that needs random access to
+  the images (``batches`` is a one-shot iterable) and, measured on the demo net, the final stimuli span
+  most of the images, so it would cost most of a second pass;
 * after the forward, the batch's maxima of all layers, a ``(B, N)`` matrix, are merged into the running
   ``(k, N)`` top-k with ONE stable descending sort over the concatenation ``[running top-k; batch]`` —
   no Python loop over neurons or images.
@@ -35,9 +43,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from worker.engine._utils import device_of, dtype_of, eval_on
 from worker.engine.hooks import LayerTaps
+from worker.engine.layers import LayerSpec
 from worker.errors import ConceptEvoError
-from worker.models.layers import LayerSpec
 
 logger = logging.getLogger(__name__)
 
@@ -109,7 +118,7 @@ def compute_stimuli(
 
     Args:
         model: the network; put in eval mode for the pass (its mode and device are restored after).
-        layers: the analysed layers (see :func:`worker.models.layers.resolve_layers`); neuron order is
+        layers: the analysed layers (see :func:`worker.engine.layers.resolve_layers`); neuron order is
             layers in this order, channels within.
         batches: image batches ``(B, 3, H, W)`` in dataset order — the image index is the running
             position. An element may also be a ``(images, labels, ...)`` tuple/list (a DataLoader over an
@@ -137,10 +146,8 @@ def compute_stimuli(
     names = [spec.name for spec in layers]
     if len(set(names)) != len(names):
         raise ConceptEvoError(f"a layer is listed twice in {names}")
-    first_param = next(model.parameters(), None)
-    original_device = first_param.device if first_param is not None else torch.device("cpu")
-    dtype = first_param.dtype if first_param is not None else torch.float32
-    device = torch.device(device) if device is not None else original_device
+    dtype = dtype_of(model)
+    device = torch.device(device) if device is not None else device_of(model)
 
     offsets = np.cumsum([0] + [spec.channels for spec in layers])
     n_neurons = int(offsets[-1])
@@ -165,49 +172,43 @@ def compute_stimuli(
                 f"layer {name!r} map size changed from {map_sizes[name]} to {size}; "
                 "all images must have the same size"
             )
-        # Spatial max and its first row-major location, computed now, before any in-place op runs.
-        values, where = output.detach().flatten(2).max(dim=2)
+        # Spatial max now, before any in-place op runs; its location only where it can matter.
+        maps = output.detach()
+        values = maps.amax(dim=(2, 3))
         batch_max[:, start : start + channels] = values
-        batch_arg[:, start : start + channels] = where
+        _candidate_argmax(maps, values, state.kth(start, channels), batch_arg[:, start : start + channels])
         fired.add(name)
         if stop_early and len(fired) == len(names):
             raise _StopForward
 
-    was_training = model.training
-    model.eval()
-    if device != original_device:
-        model.to(device)
     n_images = 0
     started = time.perf_counter()
     logger.info("stimuli: %d neurons in %d layers, k=%d, on %s", n_neurons, len(layers), k, device)
-    try:
-        with torch.no_grad(), LayerTaps(model, names, on_output):
-            for batch in batches:
-                images = batch[0] if isinstance(batch, tuple | list) else batch
-                if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[0] == 0:
-                    raise ConceptEvoError("each batch must be a non-empty (B, C, H, W) image tensor")
-                images = images.to(device=device, dtype=dtype, non_blocking=True)
-                size = images.shape[0]
-                batch_max = torch.empty((size, n_neurons), dtype=torch.float32, device=device)
-                batch_arg = torch.empty((size, n_neurons), dtype=torch.int64, device=device)
-                fired.clear()
-                try:
-                    model(images)
-                except _StopForward:
-                    pass
-                missing = [name for name in names if name not in fired]
-                if missing:
-                    raise ConceptEvoError(f"layer {missing[0]!r} did not run in the forward pass")
-                state.merge(batch_max, batch_arg, n_images)
-                if keep_responses:
-                    responses.append(batch_max.to("cpu", non_blocking=True))
-                n_images += size
-                if progress is not None:
-                    progress(n_images)
-    finally:
-        if device != original_device:
-            model.to(original_device)
-        model.train(was_training)
+    # eval mode on the device for the pass; mode and device are restored however it ends
+    with torch.no_grad(), eval_on(model, device), LayerTaps(model, names, on_output):
+        for batch in batches:
+            images = batch[0] if isinstance(batch, tuple | list) else batch
+            if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[0] == 0:
+                raise ConceptEvoError("each batch must be a non-empty (B, C, H, W) image tensor")
+            images = images.to(device=device, dtype=dtype, non_blocking=True)
+            size = images.shape[0]
+            batch_max = torch.empty((size, n_neurons), dtype=torch.float32, device=device)
+            # -1: no argmax taken (the entry cannot enter the top k; see _candidate_argmax).
+            batch_arg = torch.full((size, n_neurons), -1, dtype=torch.int64, device=device)
+            fired.clear()
+            try:
+                model(images)
+            except _StopForward:
+                pass
+            missing = [name for name in names if name not in fired]
+            if missing:
+                raise ConceptEvoError(f"layer {missing[0]!r} did not run in the forward pass")
+            state.merge(batch_max, batch_arg, n_images)
+            if keep_responses:
+                responses.append(batch_max.to("cpu", non_blocking=True))
+            n_images += size
+            if progress is not None:
+                progress(n_images)
 
     if n_images < k:
         raise ConceptEvoError(
@@ -221,6 +222,8 @@ def compute_stimuli(
     layer_of = np.repeat(np.arange(len(layers), dtype=np.int32), [spec.channels for spec in layers])
     channel_of = np.concatenate([np.arange(spec.channels, dtype=np.int32) for spec in layers])
     flat = state.argmax.T.cpu().numpy()
+    if (flat < 0).any():  # cannot happen (see _candidate_argmax); a wrong box must never pass silently
+        raise RuntimeError("stimuli: a kept stimulus has no argmax; the candidate rule is broken")
     widths = np.array([map_sizes[spec.name][1] for spec in layers], dtype=np.int64)[layer_of][:, None]
     argmax_yx = np.stack([flat // widths, flat % widths], axis=-1).astype(np.int32)
     logger.info("stimuli: %d images in %.2f s", n_images, time.perf_counter() - started)
@@ -237,6 +240,31 @@ def compute_stimuli(
     )
 
 
+def _candidate_argmax(
+    maps: torch.Tensor, values: torch.Tensor, kth: torch.Tensor | None, out: torch.Tensor
+) -> None:
+    """Write into ``out`` the first row-major argmax of the maps that may enter their neuron's top k.
+
+    An entry of the current batch can enter the running top k only if its maximum is *strictly* above
+    the neuron's k-th best so far: every kept entry has a lower image index and wins a tie. Only those
+    maps are gathered and searched; ``out`` keeps ``-1`` elsewhere. The location is that of
+    ``flatten(2).max(dim=2)`` on the same tensor, so it equals a full argmax, ties included.
+
+    Args:
+        maps: ``(B, C, H, W)`` the layer's output as the hook sees it.
+        values: ``(B, C)`` its spatial maxima.
+        kth: ``(C,)`` the k-th best maximum so far of each channel, or None while fewer than k images
+            have been seen (then every entry is a candidate).
+        out: ``(B, C)`` int64 view to fill.
+    """
+    if kth is None:
+        out.copy_(maps.flatten(2).max(dim=2).indices)
+        return
+    image, channel = torch.nonzero(values > kth, as_tuple=True)
+    if image.numel():
+        out[image, channel] = maps[image, channel].flatten(1).max(dim=1).indices
+
+
 class _StopForward(Exception):
     """Raised by the hook once every analysed layer has run, to skip the rest of the network."""
 
@@ -250,6 +278,12 @@ class _RunningTopK:
         self.index = torch.empty((0, n_neurons), dtype=torch.int64, device=device)
         self.argmax = torch.empty((0, n_neurons), dtype=torch.int64, device=device)
         self.nan_seen = torch.zeros(n_neurons, dtype=torch.bool, device=device)
+
+    def kth(self, start: int, channels: int) -> torch.Tensor | None:
+        """The k-th best maximum so far of neurons ``start .. start + channels - 1`` (None before k images)."""
+        if self.values.shape[0] < self.k:
+            return None
+        return self.values[self.k - 1, start : start + channels]
 
     def merge(self, values: torch.Tensor, argmax: torch.Tensor, first_index: int) -> None:
         """Merge one batch (rows = images ``first_index, first_index + 1, …``) with one stable sort."""

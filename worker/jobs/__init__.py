@@ -12,7 +12,7 @@ import importlib
 from collections.abc import Callable
 from typing import Any
 
-from worker.jobs.priorities import PRIORITY
+from backend.store.jobspec import PRIORITY
 
 __all__ = ["PRIORITY", "handlers"]
 
@@ -24,6 +24,8 @@ _HANDLERS: dict[str, tuple[str, str]] = {
     "add_snapshot": ("worker.jobs.space", "handle_add_snapshot"),
     "importance": ("worker.jobs.importance", "handle_importance"),
     "revert_eval": ("worker.jobs.importance", "handle_revert_eval"),
+    "eval": ("worker.jobs.eval", "handle_eval"),
+    "stimuli_shard": ("worker.jobs.shards", "handle_stimuli_shard"),
 }
 
 

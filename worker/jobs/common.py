@@ -21,13 +21,14 @@ from backend.store import (
     unpack_f32,
     unpack_u8,
 )
+from backend.store.queries import run_model_kwargs
 from worker.data.imagefolder import ImageFolderDataset
+from worker.engine.layers import LayerSpec, resolve_layers
 from worker.engine.projection import Projection
 from worker.errors import ConceptEvoError
+from worker.jobs.context import JobContext
 from worker.models.checkpoints import load_model
-from worker.models.layers import LayerSpec, resolve_layers
 from worker.pipeline import input_shape
-from worker.runner import JobContext
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +70,13 @@ def sibling_split(dataset: ImageFolderDataset, split: str) -> ImageFolderDataset
 
 
 def model_of(ctx: JobContext, run: Run, snapshot: Snapshot):
-    return load_model(run.arch, run.num_classes, snapshot.checkpoint_path, device=ctx.device)
+    """The snapshot's model, built with the factory arguments the run was registered with (``--model-kwargs``;
+    none registered: the checkpoint's own)."""
+    with ctx.store.session(readonly=True) as session:
+        kwargs = run_model_kwargs(session, run.id)
+    return load_model(
+        run.arch, run.num_classes, snapshot.checkpoint_path, device=ctx.device, model_kwargs=kwargs
+    )
 
 
 def layers_of(session, run: Run, model, images: ImageFolderDataset) -> list[LayerSpec]:

@@ -23,7 +23,7 @@ from worker.demo.plan import enqueue_demo_jobs, register_demo
 from worker.demo.runs import DEMO_RUNS, train_demo_runs
 from worker.demo.world import demo_root
 from worker.errors import ConceptEvoError
-from worker.runner import JobContext
+from worker.jobs.context import JobContext
 from worker.training import TrainConfig
 
 __all__ = ["build_demo_world", "demo_root", "epoch_message", "handle_demo_world"]

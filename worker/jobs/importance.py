@@ -23,6 +23,7 @@ from backend.store import (
     write_importance,
 )
 from backend.store.jobspec import EvolutionParams, ImportanceParams, RevertEvalParams
+from backend.store.queries import tied_neurons
 from worker.engine.importance import evolution_importance, sample_class_images
 from worker.engine.reversion import LabelledImages, reversion_table
 from worker.errors import ConceptEvoError
@@ -33,7 +34,7 @@ from worker.jobs.common import (
     model_of,
     sibling_split,
 )
-from worker.runner import JobContext
+from worker.jobs.context import JobContext
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,9 @@ def _inputs(ctx: JobContext, spec: EvolutionParams) -> dict[str, Any]:
         images = dataset_of(ctx, session.get(Dataset, run.dataset_id))
         model_t, model_t2 = model_of(ctx, run, start), model_of(ctx, run, end)
         layers = layers_of(session, run, model_t, images)
-        neuron_ids = run_neurons(session, run.id).neuron_id
+        table = run_neurons(session, run.id)
+        neuron_ids = table.neuron_id
+        tied = _tied_by_layer(table, layers, tied_neurons(session, [start.id, end.id]))
         run_id, n_classes = run.id, run.num_classes
     classes = list(spec.classes or range(n_classes))
     if any(c >= n_classes for c in classes):
@@ -62,7 +65,19 @@ def _inputs(ctx: JobContext, spec: EvolutionParams) -> dict[str, Any]:
         "classes": classes,
         "per_class": spec.images,
         "seed": spec.seed,
+        "tied": tied,
     }
+
+
+def _tied_by_layer(table, layers, tied_ids: set[int]) -> dict[str, np.ndarray]:
+    """Layer name → ``(channels,)`` bool of the neurons tied at either epoch (no concept to evolve), from the
+    flags the snapshots' computation stored; all False where none were stored."""
+    tied = {spec.name: np.zeros(spec.channels, dtype=bool) for spec in layers}
+    position = {int(idx): i for i, idx in enumerate(np.unique(table.layer_idx))}
+    for neuron_id, layer_idx, channel in zip(table.neuron_id, table.layer_idx, table.channel, strict=True):
+        if int(neuron_id) in tied_ids:
+            tied[layers[position[int(layer_idx)]].name][int(channel)] = True
+    return tied
 
 
 def _load(dataset, indices: np.ndarray) -> torch.Tensor:
@@ -130,6 +145,7 @@ def handle_revert_eval(ctx: JobContext) -> None:
         device=ctx.device,
         label=f"{spec.epoch_from} → {spec.epoch_to}",
         progress=ctx.stage(0.0, 0.99),
+        tied=inputs["tied"],
     )
     result = {"table": table.to_dict(), "markdown": table.to_markdown()}
     with finishing(ctx.store, ctx.job.id, ctx.worker_id, result=result):

@@ -5,7 +5,7 @@ data directory — holding the neuron's k patches side by side as square tiles (
 rank ``r``, each ``TILE`` pixels). One file per neuron instead of per patch keeps the demo world at
 ~20k small files instead of ~200k, and lets the page show a neuron's patches with one request.
 
-A job writes its sprites into its scratch folder (``staging``, see :attr:`worker.runner.JobContext.scratch`),
+A job writes its sprites into its scratch folder (``staging``, see :attr:`worker.jobs.context.JobContext.scratch`),
 mirroring that layout, and :func:`publish_files` renames them into place as the last step of the transaction that
 writes the rows referencing them; rewriting a snapshot simply replaces them. A job cancelled, failed or killed
 before that leaves its files in the scratch folder, which the worker removes — never sprites without rows.
@@ -27,11 +27,11 @@ from torch import nn
 
 from backend.store import data_dir
 from worker.data.imagefolder import ImageFolderDataset
-from worker.engine.patches import iter_crops
+from worker.engine.layers import LayerSpec
+from worker.engine.patches import make_sprites
 from worker.engine.receptive_field import receptive_fields
 from worker.engine.stimuli import Stimuli
 from worker.jobs.common import write_file_atomically
-from worker.models.layers import LayerSpec
 
 TILE = 64
 
@@ -71,43 +71,28 @@ def write_patch_files(
     """
     first = dataset.load_pil(0)
     fields = receptive_fields(model, layers, (first.height, first.width))
-    k = stimuli.k
-    sprites = np.zeros((stimuli.n_neurons, TILE, TILE * k, 3), dtype=np.uint8)
-    rows: list[dict] = []
-    for crop in iter_crops(stimuli, fields, dataset.load_pil):
-        tile = _fit(crop.image)
-        y0 = (TILE - tile.shape[0]) // 2
-        x0 = crop.rank * TILE + (TILE - tile.shape[1]) // 2
-        sprites[crop.neuron, y0 : y0 + tile.shape[0], x0 : x0 + tile.shape[1]] = tile
-        y_0, x_0, y_1, x_1 = crop.box
-        rows.append(
-            {
-                "neuron_id": int(neuron_ids[crop.neuron]),
-                "rank": crop.rank,
-                "image_idx": crop.image_index,
-                "y0": y_0,
-                "x0": x_0,
-                "y1": y_1,
-                "x1": x_1,
-                "file": sprite_path(snapshot_id, int(neuron_ids[crop.neuron])),
-            }
-        )
+    sprites = make_sprites(stimuli, fields, dataset.load_pil, tile=TILE)
+    rows = [
+        {
+            "neuron_id": int(neuron_ids[patch.neuron]),
+            "rank": patch.rank,
+            "image_idx": patch.image_index,
+            "y0": patch.box[0],
+            "x0": patch.box[1],
+            "y1": patch.box[2],
+            "x1": patch.box[3],
+            "file": sprite_path(snapshot_id, int(neuron_ids[patch.neuron])),
+        }
+        for patch in sprites.patches
+    ]
     root = Path(staging) if staging is not None else Path(data_dir())
     for row_index, neuron_id in enumerate(neuron_ids):
         buffer = io.BytesIO()
-        Image.fromarray(sprites[row_index]).save(buffer, format="WEBP", quality=85, method=0)
+        Image.fromarray(sprites.pixels[row_index]).save(buffer, format="WEBP", quality=85, method=0)
         write_file_atomically(root / sprite_path(snapshot_id, int(neuron_id)), buffer.getvalue())
         if progress is not None and row_index % 64 == 0:
             progress(row_index / len(neuron_ids), f"patches {row_index}/{len(neuron_ids)} neurons")
     return rows
-
-
-def _fit(crop: Image.Image) -> np.ndarray:
-    """Scale a crop so its longer side is TILE (NEAREST up, so tiny early-layer crops stay sharp)."""
-    scale = TILE / max(crop.size)
-    size = (max(1, round(crop.width * scale)), max(1, round(crop.height * scale)))
-    method = Image.Resampling.NEAREST if scale >= 1 else Image.Resampling.BOX
-    return np.asarray(crop.convert("RGB").resize(size, method))
 
 
 def publish_files(staging: Path, root: Path | None = None) -> int:

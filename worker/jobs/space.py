@@ -13,26 +13,39 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
+
+import numpy as np
 
 from backend.store import (
     Dataset,
     Run,
+    data_dir,
+    find_space,
     finishing,
     get_snapshot,
-    get_space,
-    list_snapshots,
-    list_space_snapshots,
     next_computed_snapshot,
     previous_computed_snapshot,
     run_neurons,
     set_movement,
+    set_snapshot_quality,
     snapshot_vectors,
-    write_patches,
-    write_snapshot_in_space,
+    spaces_of_snapshots,
     write_space,
 )
-from backend.store.jobspec import AddSnapshotParams, BuildSpaceParams, enqueue_job_in
+from backend.store.errors import StoreError
+from backend.store.jobspec import AddSnapshotParams, BuildSpaceParams
+from backend.store.removal import drop_replaced_space, unlink_patch_files
+from backend.store.writes import (
+    discard_stage,
+    publish_staged_patches,
+    publish_staged_snapshot,
+    stage_key,
+    stage_patches,
+    stage_snapshot_in_space,
+)
 from worker.engine.health import movement
 from worker.errors import ConceptEvoError
 from worker.jobs.common import (
@@ -42,10 +55,11 @@ from worker.jobs.common import (
     model_of,
     space_geometry,
 )
+from worker.jobs.context import Deferred, JobContext
 from worker.jobs.patches import publish_files, write_patch_files
-from worker.jobs.priorities import PRIORITY
-from worker.pipeline import SpaceParams, build_space, place_stimuli, snapshot_stimuli
-from worker.runner import Deferred, JobContext
+from worker.jobs.queueing import queue_snapshots
+from worker.jobs.space_ref import space_for_job
+from worker.pipeline import PlacedSnapshot, SpaceParams, build_space, place_stimuli, snapshot_stimuli
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +85,11 @@ def handle_build_space(ctx: JobContext) -> None:
         snapshot = get_snapshot(session, spec.base_snapshot_id)
         run = session.get(Run, snapshot.run_id)
         space_name = spec.name or f"{run.name}@{snapshot.epoch}"
+        # built since this job was queued (the door refused an existing name then)
+        if not spec.replace and find_space(session, space_name) is not None:
+            raise ConceptEvoError(
+                f"a space named {space_name!r} already exists; queue the build again with --replace to rebuild it"
+            )
         dataset_row = session.get(Dataset, run.dataset_id)
         images = dataset_of(ctx, dataset_row)
         model = model_of(ctx, run, snapshot)
@@ -92,60 +111,73 @@ def handle_build_space(ctx: JobContext) -> None:
     )
     ctx.progress(0.99, "writing results")
     result = {"space": space_name, "neurons": len(neuron_ids), **_summary(space.stats)}
-    with finishing(ctx.store, ctx.job.id, ctx.worker_id, result=result) as session:
-        row = write_space(
-            session,
-            space_name,
-            snapshot_id,
-            dataset_id,
-            {**settings.to_json(), "run_id": run_id},
-            space.projection.to_bytes(),
-            space.image_vectors,
-            space.covered,
-            space.stats,
-        )
-        base = space.base
-        write_snapshot_in_space(
-            session,
-            row.id,
+    base = space.base
+    with staged_results(ctx) as stage:
+        # Rows go in ahead, in short transactions; the final one only flips them visible (issue 12).
+        staged = stage_snapshot_in_space(
+            ctx.store,
+            stage,
+            ctx.job.id,
+            None,
             snapshot_id,
             neuron_ids,
             base.stimuli.indices,
             base.stimuli.maxima,
             base.vectors,
             base.positions,
-            coverage=base.coverage,
-            diversity=_finite(base.diversity, f"diversity of snapshot {snapshot_id}"),
-            movement=None,
         )
-        write_patches(session, snapshot_id, patches)
-        # Follow-ups commit with the space itself: a worker killed right after cannot lose them.
-        queue_snapshots(session, row.id, spec.compute_runs or [])
-        publish_files(ctx.scratch)  # last: the sprites appear with their rows
+        stage_patches(ctx.store, stage, ctx.job.id, snapshot_id, patches)
+        with finishing(ctx.store, ctx.job.id, ctx.worker_id, result=result) as session:
+            # A rebuild drops the old space's results first (patch files go once this commits).
+            stale = (
+                drop_replaced_space(session, space_name, keep_patches_of=snapshot_id) if spec.replace else []
+            )
+            row = write_space(
+                session,
+                space_name,
+                snapshot_id,
+                dataset_id,
+                {**settings.to_json(), "run_id": run_id},
+                space.projection.to_bytes(),
+                space.image_vectors,
+                space.covered,
+                space.stats,
+            )
+            publish_staged_snapshot(
+                session,
+                row.id,
+                staged,
+                coverage=base.coverage,
+                diversity=_finite(base.diversity, f"diversity of snapshot {snapshot_id}"),
+                movement=None,
+            )
+            set_snapshot_quality(session, row.id, snapshot_id, **_quality(base, neuron_ids))
+            publish_staged_patches(session, stage, snapshot_id)
+            # Follow-ups commit with the space itself: a worker killed right after cannot lose them.
+            queue_snapshots(session, row.id, spec.compute_runs or [])
+            publish_files(ctx.scratch)  # last: the sprites appear with their rows
+        unlink_patch_files(stale, data_dir())
 
 
-def queue_snapshots(session, space_id: int, run_ids: list[int]) -> list[int]:
-    """Queue (in ``session``'s transaction) ``add_snapshot`` for every epoch of ``run_ids`` not yet computed
-    in the space; returns the job ids."""
-    done = {snap.id for _row, snap in list_space_snapshots(session, space_id)}
-    wanted = [
-        snap.id for run_id in run_ids for snap in list_snapshots(session, run_id) if snap.id not in done
-    ]
-    jobs = []
-    for snapshot_id in wanted:
-        found = enqueue_job_in(
-            session, AddSnapshotParams(space_id=space_id, snapshot_id=snapshot_id), PRIORITY["add_snapshot"]
-        )
-        if found is not None:
-            jobs.append(found[0].id)
-    return jobs
+@contextmanager
+def staged_results(ctx: JobContext) -> Iterator[str]:
+    """This job attempt's stage (see :func:`backend.store.writes.stage_key`), emptied when the block ends:
+    published rows are copies, and a failed or cancelled job must leave nothing behind."""
+    stage = stage_key(ctx.job.id, ctx.worker_id)
+    try:
+        yield stage
+    finally:
+        try:
+            discard_stage(ctx.store, stage)
+        except StoreError:  # invisible leftovers; the next worker start removes them
+            log.warning("could not empty stage %s now", stage, exc_info=True)
 
 
 def handle_add_snapshot(ctx: JobContext) -> None:
     """One run × epoch → stimuli, Eq 2 vectors, map positions, patches, diversity and movement."""
     spec = job_params(ctx, AddSnapshotParams)
     with ctx.store.session(readonly=True) as session:
-        space = get_space(session, spec.space_id)
+        space = space_for_job(session, spec)
         if not space.reducer:
             raise Deferred(
                 f"space {space.name!r} (id {space.id}) is not built yet",
@@ -158,6 +190,15 @@ def handle_add_snapshot(ctx: JobContext) -> None:
         if snapshot.id == space.base_snapshot_id:
             ctx.progress(1.0, "base snapshot: placed when the space was built")
             result = {"space": space_name, "base": True}
+            space_id = None
+        elif (
+            spec.space_id is None
+            and not spec.force
+            and space.id in spaces_of_snapshots(session, [snapshot.id])[snapshot.id]
+        ):
+            # queued by name while the space was being built, and computed since (e.g. by its compute_runs)
+            ctx.progress(1.0, "already computed in the space")
+            result = {"space": space_name, "already_computed": True}
             space_id = None
         else:
             if run.dataset_id != space.dataset_id:
@@ -188,13 +229,13 @@ def handle_add_snapshot(ctx: JobContext) -> None:
         "neurons": len(neuron_ids),
         "coverage": placed.coverage,
         "diversity": diversity,
+        "stability": placed.stability.to_json() if placed.stability is not None else None,
     }
-    with finishing(ctx.store, ctx.job.id, ctx.worker_id, result=result) as session:
-        # Read the neighbouring epochs inside the writing transaction, so that two workers finishing
-        # adjacent epochs of one run at once still leave the right movement on both.
-        previous = previous_computed_snapshot(session, space_id, snapshot_id)
-        write_snapshot_in_space(
-            session,
+    with staged_results(ctx) as stage:
+        staged = stage_snapshot_in_space(
+            ctx.store,
+            stage,
+            ctx.job.id,
             space_id,
             snapshot_id,
             neuron_ids,
@@ -202,16 +243,38 @@ def handle_add_snapshot(ctx: JobContext) -> None:
             stimuli.maxima,
             placed.vectors,
             placed.positions,
-            coverage=placed.coverage,
-            diversity=diversity,
-            movement=_movement(session, space_id, previous, neuron_ids, placed.vectors, before=True),
         )
-        later = next_computed_snapshot(session, space_id, snapshot_id)
-        if later is not None:
-            moved = _movement(session, space_id, later, neuron_ids, placed.vectors, before=False)
-            set_movement(session, space_id, later.id, moved)
-        write_patches(session, snapshot_id, patches)
-        publish_files(ctx.scratch)  # last: the sprites appear with their rows
+        stage_patches(ctx.store, stage, ctx.job.id, snapshot_id, patches)
+        with finishing(ctx.store, ctx.job.id, ctx.worker_id, result=result) as session:
+            # Read the neighbouring epochs inside the writing transaction, so that two workers finishing
+            # adjacent epochs of one run at once still leave the right movement on both.
+            previous = previous_computed_snapshot(session, space_id, snapshot_id)
+            publish_staged_snapshot(
+                session,
+                space_id,
+                staged,
+                coverage=placed.coverage,
+                diversity=diversity,
+                movement=_movement(session, space_id, previous, neuron_ids, placed.vectors, before=True),
+            )
+            set_snapshot_quality(session, space_id, snapshot_id, **_quality(placed, neuron_ids))
+            later = next_computed_snapshot(session, space_id, snapshot_id)
+            if later is not None:
+                moved = _movement(session, space_id, later, neuron_ids, placed.vectors, before=False)
+                set_movement(session, space_id, later.id, moved)
+            publish_staged_patches(session, stage, snapshot_id)
+            publish_files(ctx.scratch)  # last: the sprites appear with their rows
+
+
+def _quality(placed: PlacedSnapshot, neuron_ids) -> dict[str, Any]:
+    """The :func:`~backend.store.set_snapshot_quality` arguments of a placed snapshot: split-half stability
+    and tied neurons (ids and count per layer)."""
+    tied = placed.tied if placed.tied is not None else np.zeros(len(neuron_ids), dtype=bool)
+    return {
+        "stability": placed.stability.to_json() if placed.stability is not None else None,
+        "tied_neurons": [int(n) for n in np.asarray(neuron_ids)[tied]],
+        "tied_per_layer": placed.ties_per_layer,
+    }
 
 
 def _movement(session, space_id: int, other, neuron_ids, vectors, before: bool) -> float | None:
@@ -248,4 +311,7 @@ def _summary(stats: dict[str, Any]) -> dict[str, Any]:
     out = {key: stats[key] for key in keep if key in stats}
     if stats.get("objective"):
         out["final_objective"] = stats["objective"][-1][1]
+    if stats.get("damping"):
+        choice = stats["damping"]
+        out.update({key: choice[key] for key in ("damping", "heldout_r2", "heldout_cosine")})
     return out

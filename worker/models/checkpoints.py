@@ -117,6 +117,7 @@ def read_checkpoint(path: str | Path, trust: bool = False) -> tuple[dict[str, to
     path = Path(path)
     if not path.is_file():
         raise ConceptEvoError(f"checkpoint {path} not found")
+    _check_format(path)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=not trust)
     except pickle.UnpicklingError as exc:
@@ -150,6 +151,109 @@ def read_checkpoint(path: str | Path, trust: bool = False) -> tuple[dict[str, to
             "dict holding 'state_dict' / 'model_state_dict'"
         )
     return _strip_prefixes(dict(obj)), meta
+
+
+def _check_format(path: Path) -> None:
+    """Refuse a file that ``torch.save`` cannot have written, before unpickling misreads it.
+
+    ``torch.save`` writes a zip archive (``PK\\x03\\x04``, since torch 1.6), a pickle stream (protocol 2+
+    starts with ``\\x80``: the legacy format) or, long ago, a tar archive (``ustar`` at byte 257). Anything else
+    (a text file, a NumPy array, an HTML error page saved as ``.pt``) is named as such, not as a pickle error.
+    """
+    with path.open("rb") as handle:
+        head = handle.read(262)
+    if not head:
+        raise ConceptEvoError(f"checkpoint {path} is empty (0 bytes); write it again with torch.save")
+    if head.startswith(b"PK\x03\x04") or head[:1] == b"\x80" or head[257:262] == b"ustar":
+        return
+    shown = head[:24].decode("utf-8", errors="replace")
+    shown = "".join(c if c.isprintable() else "?" for c in shown)
+    raise ConceptEvoError(
+        f"checkpoint {path} is not a PyTorch checkpoint (it starts with {shown!r}); "
+        "expected a file written by torch.save"
+    )
+
+
+def checkpoint_classes(state: Mapping[str, torch.Tensor], meta: Mapping[str, Any]) -> int | None:
+    """The class count a checkpoint was trained for: its ``num_classes`` entry, else its classifier's outputs.
+
+    Args:
+        state: the checkpoint's state_dict.
+        meta: the other entries of the checkpoint (see :func:`read_checkpoint`).
+
+    Returns:
+        The class count, or None when neither tells it.
+    """
+    stored = meta.get("num_classes")
+    if isinstance(stored, int) and not isinstance(stored, bool):
+        return stored
+    return _guess_num_classes(state)
+
+
+def check_checkpoint(
+    path: str | Path,
+    arch: str,
+    num_classes: int,
+    model_kwargs: Mapping[str, Any] | None = None,
+    dataset: str | None = None,
+) -> dict[str, Any]:
+    """Read ``path`` and check it fits ``arch`` built for ``num_classes`` classes (what registration checks).
+
+    Args:
+        path: checkpoint file.
+        arch: architecture name.
+        num_classes: the class count of the dataset the run is registered with.
+        model_kwargs: factory arguments; None takes the checkpoint's own ``model_kwargs`` entry.
+        dataset: the dataset's name, for the class-count message.
+
+    Returns:
+        The checkpoint's metadata (:func:`read_checkpoint`).
+
+    Raises:
+        ConceptEvoError: unreadable or foreign file, another class count than the dataset's, or weights of
+            another architecture (missing/unexpected keys, other shapes) — one line saying what to change.
+    """
+    path = Path(path)
+    state, meta = read_checkpoint(path)
+    found = checkpoint_classes(state, meta)
+    if found is not None and found != num_classes:
+        where = f"dataset {dataset!r}" if dataset else "the dataset"
+        raise ConceptEvoError(
+            f"checkpoint {path} has {found} classes but {where} has {num_classes}; register the run with the "
+            "dataset it was trained on"
+        )
+    kwargs = recorded_kwargs(meta, arch) if model_kwargs is None else dict(model_kwargs)
+    model = build_model(arch, num_classes, **kwargs)
+    try:
+        check_fits(model, state, path, arch)
+    except ConceptEvoError as exc:
+        recorded = meta.get("arch")
+        hint = (
+            f"it records arch {recorded!r}"
+            if isinstance(recorded, str) and recorded != arch
+            else "check --arch"
+        )
+        raise ConceptEvoError(f"{exc} ({hint})") from None
+    return meta
+
+
+def recorded_kwargs(meta: Mapping[str, Any], arch: str) -> dict[str, Any]:
+    """The factory arguments a checkpoint records (``conceptevo train`` writes ``model_kwargs``), for ``arch``.
+
+    They are the recorded architecture's arguments: when the checkpoint names another ``arch`` they are not
+    passed on (``width=`` of a user's factory means nothing to ``resnet18``), so the mismatch is reported as one.
+
+    Args:
+        meta: the checkpoint's metadata (:func:`read_checkpoint`).
+        arch: the architecture it is being loaded as.
+
+    Returns:
+        The keyword arguments (empty when none apply).
+    """
+    recorded = meta.get("arch")
+    if isinstance(recorded, str) and recorded != arch:
+        return {}
+    return dict(meta.get("model_kwargs") or {})
 
 
 def load_state_dict(path: str | Path, trust: bool = False) -> dict[str, torch.Tensor]:
@@ -202,7 +306,7 @@ def load_model(
         if num_classes is None:
             raise ConceptEvoError(f"checkpoint {path}: cannot tell its class count; give num_classes")
     if model_kwargs is None:
-        model_kwargs = dict(meta.get("model_kwargs") or {})
+        model_kwargs = recorded_kwargs(meta, arch)
     model = build_model(arch, int(num_classes), **model_kwargs)
     check_fits(model, state, path, arch)
     model.load_state_dict(state, strict=True)

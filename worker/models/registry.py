@@ -4,8 +4,9 @@ An architecture is named either
 
 * by a **torchvision model name** (``resnet18``, ``vgg16_bn``, …), built with
   ``torchvision.models.get_model(name, weights=None, num_classes=...)``; or
-* by an **import path** ``package.module:factory`` — any callable accepting ``num_classes=`` and
-  returning an ``nn.Module`` (the user's own code); or
+* by an **import path** ``package.module:factory`` — any callable accepting ``num_classes=`` (and the run's
+  ``--model-kwargs``) and returning an ``nn.Module`` (the user's own code), its module found by the path rule
+  of :mod:`worker.models.factory` (installed packages, the current directory, ``$CONCEPTEVO_MODEL_PATH``); or
 * by a **short alias** registered in :data:`ALIASES` (the demo net ``demo-vgg`` is
   ``worker.models.demo_net:demo_vgg``, registered exactly as a user's factory would be).
 """
@@ -13,7 +14,6 @@ An architecture is named either
 from __future__ import annotations
 
 import difflib
-import importlib
 import inspect
 import logging
 from collections.abc import Callable
@@ -23,6 +23,7 @@ import torchvision
 from torch import nn
 
 from worker.errors import ConceptEvoError
+from worker.models.factory import import_model_module
 
 logger = logging.getLogger(__name__)
 
@@ -59,12 +60,7 @@ def resolve_factory(arch: str) -> Callable[..., nn.Module]:
     target = ALIASES.get(arch, arch)
     if ":" in target:
         module_name, _, attr = target.partition(":")
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError as exc:
-            raise ConceptEvoError(
-                f"architecture {arch!r}: cannot import module {module_name!r} ({exc})"
-            ) from exc
+        module = import_model_module(module_name, arch)
         factory = getattr(module, attr, None)
         if factory is None or not callable(factory):
             raise ConceptEvoError(f"architecture {arch!r}: module {module_name!r} has no callable {attr!r}")
@@ -142,8 +138,15 @@ def build_model(arch: str, num_classes: int, **kwargs: Any) -> nn.Module:
         else:
             model = torchvision.models.get_model(target, weights=None, num_classes=num_classes, **kwargs)
     except TypeError as exc:
+        if ":" in target and "num_classes" in str(exc):
+            raise ConceptEvoError(
+                f"architecture {arch!r}: the factory must accept num_classes= (def {target.partition(':')[2]}"
+                f"(num_classes: int, **kwargs) -> nn.Module); it said: {exc}"
+            ) from exc
+        given = f"model kwargs {kwargs}" if kwargs else "no model kwargs"
         raise ConceptEvoError(
-            f"architecture {arch!r} rejected its arguments {sorted(kwargs)}: {exc}"
+            f"architecture {arch!r} rejected its arguments (num_classes={num_classes}, {given}): {exc}; "
+            "check --model-kwargs"
         ) from exc
     except ValueError as exc:
         raise ConceptEvoError(f"architecture {arch!r} could not be built: {exc}") from exc

@@ -58,6 +58,13 @@ export interface SpaceSnapshot {
   diversity: number | null;
   movement: number | null;
   computed_at: string;
+  /** Split-half stability of the placement (issue 13); null where not measured. */
+  stability_cosine?: number | null;
+  stability_displacement?: number | null;
+  /** True when the placement is unstable: positions of this epoch are unreliable. */
+  unstable?: boolean;
+  /** Neurons whose k stimulus maxima all tie (no concept), per layer. */
+  tied_per_layer?: number[] | null;
 }
 
 export interface SpaceSummary {

@@ -4,7 +4,7 @@
  * what differs from the defaults, in a fixed order.
  */
 
-export const VIEWS = ["map", "compare", "importance", "health", "jobs"] as const;
+export const VIEWS = ["map", "compare", "importance", "health", "jobs", "findings"] as const;
 export type View = (typeof VIEWS)[number];
 
 export const COLOURINGS = ["layer", "class", "movement", "importance"] as const;
@@ -38,6 +38,8 @@ export interface ViewState {
   sync: SyncMode;
   /** Density contours of both runs over the comparison maps. */
   contours: boolean;
+  /** The map follows the newest computed epoch of a run that is still training (issue 16). */
+  follow: boolean;
 }
 
 export const DEFAULT_STATE: ViewState = {
@@ -56,6 +58,7 @@ export const DEFAULT_STATE: ViewState = {
   neuronB: null,
   sync: "epoch",
   contours: true,
+  follow: false,
 };
 
 function id(value: string | null): number | null {
@@ -110,6 +113,7 @@ export function parseState(pathname: string, search: string): ViewState {
     neuronB: id(q.get("neuronB")),
     sync: oneOf(q.get("sync"), SYNC_MODES, "epoch"),
     contours: q.get("contours") !== "0",
+    follow: q.get("follow") === "1",
   };
 }
 
@@ -138,6 +142,7 @@ export function formatState(state: ViewState): string {
   put("neuronB", state.neuronB);
   if (state.sync !== DEFAULT_STATE.sync) put("sync", state.sync);
   if (!state.contours) put("contours", 0);
+  if (state.follow) put("follow", 1);
   if (state.zoom) put("zoom", state.zoom.map(roundCoord).join(","));
   const query = q.toString().replace(/%2C/g, ",");
   const path = state.view === "map" ? "/" : `/${state.view}`;

@@ -13,6 +13,8 @@ export interface SliderEpoch {
   computed: boolean;
   /** Progress (0–1) of the job computing it, when one is queued or running. */
   pending: number | null;
+  /** Why its placement is flagged unstable (split-half stability), or absent when it is not. */
+  unstable?: string | null;
 }
 
 export interface SliderCallbacks {
@@ -25,6 +27,8 @@ export class EpochSlider {
   readonly element: HTMLDivElement;
   private readonly playButton: HTMLButtonElement;
   private readonly label: HTMLSpanElement;
+  /** A small flag beside the label while the shown epoch's placement is unstable. */
+  private readonly unstableFlag: HTMLSpanElement;
   private readonly svg: Selection<SVGSVGElement, unknown, null, undefined>;
   private epochs: SliderEpoch[] = [];
   private current: number | null = null;
@@ -49,6 +53,9 @@ export class EpochSlider {
       .attr("data-testid", "slider")
       .attr("height", 44) as Selection<SVGSVGElement, unknown, null, undefined>;
     this.element.appendChild(this.label);
+    this.unstableFlag = h("span", { class: "unstable-flag", "data-testid": "unstable-flag", role: "status" }, "⚠ unstable");
+    this.unstableFlag.hidden = true;
+    this.element.appendChild(this.unstableFlag);
     new ResizeObserver(() => {
       const width = this.svg.node()?.clientWidth ?? 0;
       if (width === this.width) return;
@@ -77,6 +84,9 @@ export class EpochSlider {
     this.label.textContent =
       current === null ? `no epoch computed (${epochs.length} checkpoints)` : `epoch ${current} / ${last}`;
     this.label.title = `${computed} of ${epochs.length} epochs placed in this space`;
+    const why = epochs.find((e) => e.epoch === current)?.unstable ?? null;
+    this.unstableFlag.hidden = !why;
+    this.unstableFlag.title = why ?? "";
     this.render();
   }
 

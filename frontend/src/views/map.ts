@@ -24,8 +24,10 @@ import { COLOURINGS, type Colouring, type ViewState } from "../state/url";
 import { h, pct, setChildren } from "../ui/dom";
 import { NeuronPanel } from "../ui/panel";
 import { EpochSlider, type SliderEpoch } from "../ui/slider";
+import { unstableReason } from "../ui/stability";
 import { mapTooltip } from "../ui/tooltip";
 import type { ViewContext, ViewController } from "./view";
+import { followTarget } from "../live";
 
 /** What is on screen now: everything `render` resolved for the current state. */
 interface Shown {
@@ -483,10 +485,12 @@ export class MapController implements ViewController {
       if (job.kind !== "add_snapshot" || Number(job.params.space_id) !== space.id) continue;
       pending.set(Number(job.params.snapshot_id), job.status === "running" ? job.progress : 0);
     }
+    const placed = new Map(space.snapshots.map((ss) => [ss.snapshot_id, ss]));
     return run.snapshots.map((s) => ({
       epoch: s.epoch,
       computed: computedEpochs.has(s.epoch),
       pending: computedEpochs.has(s.epoch) ? null : (pending.get(s.id) ?? null),
+      unstable: unstableReason(placed.get(s.id)),
     }));
   }
 
@@ -547,6 +551,9 @@ export class MapController implements ViewController {
   onDataRefreshed(): void {
     const state = this.store.get();
     const s = this.shown;
+    // Issue 16 (`?follow=1`): show the newest placed epoch of a run that is still training.
+    const followed = s && state.follow ? this.followNewest(s.space.id, s.run.id, s.epoch) : false;
+    if (followed) return;
     if (s) {
       const wanted = this.requested.get(`${s.space.id}:${s.run.id}`);
       const space = this.data.space(s.space.id);
@@ -557,6 +564,15 @@ export class MapController implements ViewController {
       }
     }
     void this.render(state);
+  }
+
+  /** Move to the newest placed epoch of the run when it is newer than `shown`; whether it moved. */
+  private followNewest(spaceId: number, runId: number, shown: number): boolean {
+    const epochs = (this.data.space(spaceId)?.snapshots ?? []).filter((x) => x.run_id === runId).map((x) => x.epoch);
+    const target = followTarget(epochs, shown);
+    if (target === null) return false;
+    this.store.update({ epoch: target }, "replace");
+    return true;
   }
 
   private onJobs(active: Job[]): void {

@@ -64,7 +64,7 @@ def test_api_sends_every_parameter_the_worker_accepts(client: TestClient) -> Non
         "seed": 0,
         "batch_size": 32,
     }
-    evolution = {"run_id": 1, "epoch_from": 0, "epoch_to": 2, "classes": [1], "images": 16, "seed": 3}
+    evolution = {"run_id": 1, "epoch_from": 0, "epoch_to": 1, "classes": [1], "images": 16, "seed": 3}
     importance = client.post("/api/jobs", json={"kind": "importance", "params": evolution})
     assert importance.status_code == 201, importance.text
     assert importance.json()["params"] == evolution
@@ -120,10 +120,14 @@ def test_integral_numbers_are_integers(client: TestClient) -> None:
     """Item 7: JSON Schema's ``integer`` includes ``2.0``; the server takes it as 2 (and still refuses 2.5, "2")."""
     r = client.post(
         "/api/jobs",
-        json={"kind": "add_snapshot", "params": {"space_id": 1.0, "snapshot_id": 2.0}, "priority": 3.0},
+        json={
+            "kind": "add_snapshot",
+            "params": {"space_id": 1.0, "snapshot_id": 2.0, "force": True},
+            "priority": 3.0,
+        },
     )
     assert r.status_code == 201, r.text
-    assert (r.json()["params"], r.json()["priority"]) == ({"space_id": 1, "snapshot_id": 2}, 3)
+    assert (r.json()["params"], r.json()["priority"]) == ({"space_id": 1, "snapshot_id": 2, "force": True}, 3)
     for params in (
         {"space_id": 1.5, "snapshot_id": 2},
         {"space_id": "1", "snapshot_id": 2},
@@ -140,7 +144,10 @@ def test_delete_removes_the_job(client: TestClient, world) -> None:
     (``POST …/cancel``, what the page uses) keeps it listed."""
     from backend.store import queue
 
-    body = {"kind": "add_snapshot", "params": {"space_id": 1, "snapshot_id": 3}}
+    body = {
+        "kind": "add_snapshot",
+        "params": {"space_id": 1, "snapshot_id": 3, "force": True},
+    }  # computed: force
     job = client.post("/api/jobs", json=body).json()
     cancelled = client.post(f"/api/jobs/{job['id']}/cancel")
     assert cancelled.json()["status"] == "cancelled"

@@ -16,7 +16,7 @@ FIELDS = {
 
 
 def test_create_dedupe_get_list_cancel(client: TestClient) -> None:
-    body = {"kind": "importance", "params": {"run_id": 1, "epoch_from": 0, "epoch_to": 2, "classes": [2, 0]}}
+    body = {"kind": "importance", "params": {"run_id": 1, "epoch_from": 0, "epoch_to": 1, "classes": [2, 0]}}
     r = client.post("/api/jobs", json=body)
     assert r.status_code == 201
     job = r.json()
@@ -24,7 +24,7 @@ def test_create_dedupe_get_list_cancel(client: TestClient) -> None:
     assert {k: job[k] for k in FIELDS - {"id", "created_at"}} == {
         "kind": "importance",
         # the canonical form (backend.store.jobspec): classes ascending, defaults filled in
-        "params": {"run_id": 1, "epoch_from": 0, "epoch_to": 2, "classes": [0, 2], "images": 128, "seed": 0},
+        "params": {"run_id": 1, "epoch_from": 0, "epoch_to": 1, "classes": [0, 2], "images": 128, "seed": 0},
         "status": "queued",
         "priority": 0,
         "attempts": 0,
@@ -129,7 +129,8 @@ def test_validation(client: TestClient) -> None:
         assert (r.status_code, r.json()) == (404, {"detail": message}), body
     taken = {"kind": "build_space", "params": {"base_snapshot_id": 3, "name": "synthetic-space"}}
     assert client.post("/api/jobs", json=taken).json() == {
-        "detail": "a space named 'synthetic-space' already exists"
+        "detail": "a space named 'synthetic-space' already exists; rebuild it with --replace (API: "
+        "\"replace\": true) or remove it first (conceptevo rm space 'synthetic-space')"
     }
     assert client.post("/api/jobs", json=taken).status_code == 409
     assert client.post("/api/jobs", json={"kind": "demo", "priority": True}).status_code == 422

@@ -23,7 +23,9 @@ import uvicorn
 from backend.api.app import create_app
 from backend.api.settings import Settings
 from backend.store.config import open_store
-from tests.fixtures.synthetic import build_synthetic_store
+from backend.store.models import Job
+from backend.store.queue import dedupe_key
+from tests.fixtures.synthetic import FIXED_TIME, build_synthetic_store
 
 MIN_CASES = 2000
 #: Examples per operation and phase; with the seed, ~2,300 cases in about a minute on 2 cores.
@@ -36,9 +38,10 @@ pytestmark = pytest.mark.slow
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[str]:
     store = open_store(str(tmp_path / "db.sqlite"))
-    build_synthetic_store(
+    world = build_synthetic_store(
         store, n_neurons=12, n_epochs=2, n_runs=2, extra_big_snapshot=20, data_dir=tmp_path / "data"
     )
+    _keep_the_world(store, world.run_ids + [world.big_run_id])
     app = create_app(store, Settings(data_dir=tmp_path / "data", frontend_dist=tmp_path / "no-dist"))
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -89,3 +92,23 @@ def test_schemathesis_checks_all_finds_nothing(server: str, tmp_path: Path) -> N
     assert selected is not None and tested is not None, output[-2000:]
     assert selected.group(1) == selected.group(2) == tested.group(1), "not every operation was tested"
     print(f"schemathesis --checks all: {cases.group(1)} cases, no issues")  # noqa: T201 - shown with -s
+
+
+def _keep_the_world(store, run_ids: list[int]) -> None:
+    """A queued job that uses the space and every run, so that ``DELETE`` of a run, dataset or space is refused
+    (409, documented) instead of emptying the world every other operation reads. Its id is one no generated
+    request names (removals are tested in ``test_delete.py`` and ``test_schemathesis.py``)."""
+    params = {"base_snapshot_id": 1, "name": "synthetic-space", "replace": True, "compute_runs": run_ids}
+    key = dedupe_key("build_space", params)
+    with store.session() as s:
+        s.add(
+            Job(
+                id=1_987_654_321,
+                kind="build_space",
+                params=params,
+                dedupe_key=key,
+                active_key=key,
+                status="queued",
+                created_at=FIXED_TIME,
+            )
+        )

@@ -19,7 +19,7 @@ from backend.store.config import open_store
 
 from .conftest import World
 
-JOB = {"kind": "add_snapshot", "params": {"space_id": 1, "snapshot_id": 2}}
+JOB = {"kind": "add_snapshot", "params": {"space_id": 1, "snapshot_id": 2, "force": True}}  # computed: force
 
 
 def test_token_required_for_every_write(make_client: Callable[..., TestClient], world: World) -> None:

@@ -6,12 +6,35 @@ from collections import Counter
 
 import numpy as np
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.worker.engine.oracles_space import grouped_stimuli, pairs_literal
-from worker.engine.pairs import coactivated_pairs, pairs_from_keys, pairs_per_pairing, validate_indices
+from tests.worker.engine.oracles_space import (
+    get_strongly_coactivated_neurons,
+    grouped_stimuli,
+    pairs_literal,
+    sample_neuron_pairs,
+)
+from worker.engine.neuron_embedding import _Pairer
+from worker.engine.pairs import (
+    chain_pairs,
+    coactivated_pairs,
+    epoch_pairs,
+    group_incidences,
+    pairs_from_keys,
+    pairs_per_pairing,
+    validate_indices,
+)
 from worker.errors import ConceptEvoError
+
+#: Hypothesis draws of a random stimuli matrix's shape (and its seed).
+_STIMULI_SHAPES = {
+    "seed": st.integers(0, 10_000),
+    "n_neurons": st.integers(1, 25),
+    "k": st.integers(1, 6),
+    "n_images": st.integers(6, 40),
+}
 
 
 def _random_stimuli(rng: np.random.Generator, n_neurons: int, k: int, n_images: int) -> np.ndarray:
@@ -19,12 +42,7 @@ def _random_stimuli(rng: np.random.Generator, n_neurons: int, k: int, n_images: 
 
 
 @settings(max_examples=30, deadline=None)
-@given(
-    seed=st.integers(0, 10_000),
-    n_neurons=st.integers(1, 25),
-    k=st.integers(1, 6),
-    n_images=st.integers(6, 40),
-)
+@given(**_STIMULI_SHAPES)
 def test_same_shuffle_gives_literal_pairs_in_order(seed: int, n_neurons: int, k: int, n_images: int) -> None:
     rng = np.random.default_rng(seed)
     idx = _random_stimuli(rng, n_neurons, k, n_images)
@@ -33,6 +51,45 @@ def test_same_shuffle_gives_literal_pairs_in_order(seed: int, n_neurons: int, k:
     slow = pairs_literal(idx, n_images, keys)
     assert [tuple(map(int, p)) for p in fast] == slow  # same pairs, same order (images ascending)
     assert len(fast) == pairs_per_pairing(idx)
+
+
+@settings(max_examples=30, deadline=None)
+@given(**_STIMULI_SHAPES)
+def test_trainer_epoch_pairing_is_the_literal_pairing(
+    seed: int, n_neurons: int, k: int, n_images: int
+) -> None:
+    """The compiled trainer's pairing (shuffled incidences + image order) = Algorithms 3–4 visiting images so."""
+    rng = np.random.default_rng(seed)
+    idx = _random_stimuli(rng, n_neurons, k, n_images)
+    inc = group_incidences(idx)
+    neurons = inc.neurons.copy()
+    for g in range(inc.n_groups):  # any within-image shuffle, as the compiled epoch draws it
+        a, b = inc.starts[g], inc.starts[g + 1]
+        neurons[a:b] = rng.permutation(neurons[a:b])
+    order = rng.permutation(inc.n_groups)
+    fast = epoch_pairs(inc, neurons, order)
+    image_of_group = np.unique(idx)
+    stimuli, all_neurons = [list(map(int, r)) for r in idx], list(range(n_neurons))
+    slow: list[tuple[int, int]] = []
+    for g in order.tolist():
+        x = int(image_of_group[g])
+        key_of = {int(n): float(i) for i, n in enumerate(neurons[inc.starts[g] : inc.starts[g + 1]])}
+        slow = sample_neuron_pairs(slow, get_strongly_coactivated_neurons(x, stimuli, all_neurons), key_of)
+    assert [tuple(map(int, p)) for p in fast] == slow
+    assert len(fast) == inc.n_pairs == pairs_per_pairing(idx)
+
+
+def test_torch_trainer_pairing_chains_each_image_once() -> None:
+    """The device pairer lists each image's neurons once, as one chain (c neurons → c − 1 pairs)."""
+    idx, _, _ = grouped_stimuli(40, 5, 200, 5, 15, np.random.default_rng(2))
+    inc = group_incidences(validate_indices(idx, 200))
+    pairs = _Pairer(inc, torch.device("cpu"), torch.Generator().manual_seed(0)).sample().numpy()
+    assert len(pairs) == inc.n_pairs
+    sets = [set(r) for r in idx.tolist()]
+    # consecutive pairs of one image share their joint neuron: the chain is unbroken inside an image
+    shared = [sets[n] & sets[m] for n, m in pairs.tolist()]
+    assert all(shared)
+    np.testing.assert_array_equal(chain_pairs(torch.tensor([3, 4, 5]), torch.tensor([0, 0, 1])), [[3, 4]])
 
 
 def test_overlapping_window_counts() -> None:

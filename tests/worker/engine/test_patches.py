@@ -1,8 +1,8 @@
-"""Example patches: box = receptive field at the activation argmax, clipped; one decode per image."""
+"""Example patches: box = receptive field at the activation argmax, clipped; one decode per image; each
+neuron's patches laid out as the tiles of one sprite — the path the patch job writes."""
 
 from __future__ import annotations
 
-import io
 from collections import Counter
 
 import numpy as np
@@ -11,12 +11,12 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from worker.engine.patches import iter_patches
+from worker.engine.layers import default_layers
+from worker.engine.patches import fit_tile, make_sprites
 from worker.engine.receptive_field import receptive_fields
 from worker.engine.stimuli import compute_stimuli
 from worker.errors import ConceptEvoError
 from worker.models.demo_net import demo_vgg
-from worker.models.layers import default_layers
 
 
 def _world(side: int, input_side: int):
@@ -37,14 +37,15 @@ def _world(side: int, input_side: int):
     return stimuli, fields, load, loads, pictures
 
 
-@pytest.mark.parametrize("fmt", ["webp", "png"])
-def test_boxes_follow_the_field_at_the_argmax_and_each_image_is_decoded_once(fmt):
+def test_sprite_tiles_hold_the_field_at_the_argmax_and_each_image_is_decoded_once():
     stimuli, fields, load, loads, pictures = _world(64, 64)
-    patches = list(iter_patches(stimuli, fields, load, out_size=48, fmt=fmt))
-    assert len(patches) == stimuli.n_neurons * stimuli.k
+    tile = 48
+    sprites = make_sprites(stimuli, fields, load, tile=tile)
+    assert sprites.pixels.shape == (stimuli.n_neurons, tile, tile * stimuli.k, 3)
+    assert len(sprites.patches) == stimuli.n_neurons * stimuli.k
     assert set(loads) == set(np.unique(stimuli.indices).tolist()) and max(loads.values()) == 1
-    assert [p.image_index for p in patches] == sorted(p.image_index for p in patches)
-    for patch in patches[::7]:
+    assert [p.image_index for p in sprites.patches] == sorted(p.image_index for p in sprites.patches)
+    for patch in sprites.patches[::7]:
         layer = stimuli.layer_names[stimuli.layer_of[patch.neuron]]
         y, x = stimuli.argmax_yx[patch.neuron, patch.rank]
         assert patch.image_index == stimuli.indices[patch.neuron, patch.rank]
@@ -62,34 +63,56 @@ def test_boxes_follow_the_field_at_the_argmax_and_each_image_is_decoded_once(fmt
             min(int(cx + half[1]) + 1, 64),
         )
         assert patch.box == expected
-        decoded = Image.open(io.BytesIO(patch.data))
-        assert decoded.format == fmt.upper()
+        # The tile: the crop, longer side scaled to the tile, centred on black.
         height, width = expected[2] - expected[0], expected[3] - expected[1]
-        scale = 48 / max(height, width)
-        assert decoded.size == (max(1, round(width * scale)), max(1, round(height * scale)))
-        if fmt == "png" and layer == "features.1":  # tiny crops are upscaled NEAREST: exact pixels
-            crop = pictures[patch.image_index, :, expected[0] : expected[2], expected[1] : expected[3]]
-            small = decoded.resize((width, height), Image.Resampling.NEAREST)
-            assert np.array_equal(np.asarray(small), crop.permute(1, 2, 0).numpy())
+        scale = tile / max(height, width)
+        h, w = max(1, round(height * scale)), max(1, round(width * scale))
+        top, left = (tile - h) // 2, (tile - w) // 2
+        cell = sprites.pixels[patch.neuron, :, patch.rank * tile : (patch.rank + 1) * tile]
+        crop = pictures[patch.image_index, :, expected[0] : expected[2], expected[1] : expected[3]]
+        crop = crop.permute(1, 2, 0).numpy()
+        inside = cell[top : top + h, left : left + w]
+        np.testing.assert_array_equal(inside, fit_tile(Image.fromarray(crop), tile))
+        outside = cell.copy()
+        outside[top : top + h, left : left + w] = 0
+        assert not outside.any()
+        if layer == "features.1":  # tiny crops are upscaled NEAREST: exact input pixels as blocks
+            small = Image.fromarray(inside).resize((width, height), Image.Resampling.NEAREST)
+            np.testing.assert_array_equal(np.asarray(small), crop)
+
+
+def test_fit_tile_keeps_aspect_and_averages_when_shrinking():
+    up = fit_tile(
+        Image.fromarray(np.arange(6, dtype=np.uint8).reshape(2, 3).repeat(3, 1).reshape(2, 3, 3)), 6
+    )
+    assert up.shape == (4, 6, 3)  # longer side 3 → 6, shorter 2 → 4: every pixel a 2×2 block
+    np.testing.assert_array_equal(up[::2, ::2, 0], np.arange(6).reshape(2, 3))
+    flat = np.zeros((8, 4, 3), dtype=np.uint8)
+    flat[:, 2:] = 200
+    down = fit_tile(Image.fromarray(flat), 4)
+    assert down.shape == (4, 2, 3)
+    np.testing.assert_array_equal(down[:, :, 0], [[0, 200]] * 4)  # BOX: each output averages its 2×2 block
 
 
 def test_boxes_map_back_to_original_resolution():
     stimuli, fields, load, loads, _ = _world(128, 64)
     neurons = [0, 5, 200, 431]
-    patches = list(iter_patches(stimuli, fields, load, input_size=64, neurons=neurons))
-    assert {p.neuron for p in patches} == set(neurons) and max(loads.values()) == 1
-    for patch in patches:
+    sprites = make_sprites(stimuli, fields, load, tile=16, input_size=64, neurons=neurons)
+    assert sprites.pixels.shape[0] == len(neurons)
+    assert {p.neuron for p in sprites.patches} == set(neurons) and max(loads.values()) == 1
+    for patch in sprites.patches:
         layer = stimuli.layer_names[stimuli.layer_of[patch.neuron]]
         y, x = stimuli.argmax_yx[patch.neuron, patch.rank]
         y0, x0, y1, x1 = fields[layer].input_box(int(y), int(x), 64)
         assert patch.box == (2 * y0, 2 * x0, 2 * y1, 2 * x1)
+    assert sprites.pixels.any(axis=(1, 2, 3)).all()  # every requested row got its tiles
 
 
 def test_bad_arguments():
     stimuli, fields, load, _, _ = _world(64, 64)
-    with pytest.raises(ConceptEvoError, match="format"):
-        next(iter_patches(stimuli, fields, load, fmt="gif"))
+    with pytest.raises(ConceptEvoError, match="tile size"):
+        make_sprites(stimuli, fields, load, tile=0)
     with pytest.raises(ConceptEvoError, match="no receptive field"):
-        next(iter_patches(stimuli, {}, load))
+        make_sprites(stimuli, {}, load)
     with pytest.raises(ConceptEvoError, match="out of range"):
-        next(iter_patches(stimuli, fields, load, neurons=[10_000]))
+        make_sprites(stimuli, fields, load, neurons=[10_000])

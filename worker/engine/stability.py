@@ -1,0 +1,133 @@
+"""Split-half stability of a snapshot's placement (Eq 2) on the unified space.
+
+Image vectors come from a nearly singular least-squares fit (Eq 3), so a neuron's Eq 2 position may hinge on
+one or two of its stimuli. To measure it, the images are split at random into two disjoint halves and every
+neuron is placed twice: from its stimuli in half A and from those in half B. Because stimuli are the neuron's
+top-k images of the whole set, the ones falling in a half are exactly that half's top images, so each
+placement is the snapshot placed from that half of the image set (with about k/2 stimuli). Neurons with fewer
+than ``min_per_half`` stimuli in either half are left out. Reported, per snapshot:
+
+* ``cosine``: median cosine between the two placements' vectors;
+* ``displacement``: median distance between the two placements on the 2-D map, divided by the map's extent
+  (diagonal of the base positions' bounding box).
+
+A snapshot is *unstable* when ``cosine < MIN_COSINE`` or ``displacement > MAX_DISPLACEMENT``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from worker.engine.image_embedding import row_cosines
+from worker.errors import ConceptEvoError
+
+MIN_COSINE = 0.9
+"""Below this median split-half cosine a snapshot's placement is flagged unstable (issue 13's goal)."""
+MAX_DISPLACEMENT = 0.1
+"""Above this median 2-D displacement (share of the map's extent) a snapshot is flagged unstable."""
+
+
+@dataclass
+class Stability:
+    """Split-half stability of one snapshot's placement.
+
+    Attributes:
+        cosine: median cosine between the two half placements (NaN when no neuron qualifies).
+        displacement: median 2-D distance between them over the map extent (NaN without a map).
+        neurons: how many neurons had enough stimuli in both halves.
+        stable: False when either measure crosses its threshold (or none could be measured).
+    """
+
+    cosine: float
+    displacement: float
+    neurons: int
+    stable: bool
+
+    def to_json(self) -> dict[str, float | int | bool | None]:
+        """Plain JSON (NaN → None)."""
+        return {
+            "cosine": _or_none(self.cosine),
+            "displacement": _or_none(self.displacement),
+            "neurons": int(self.neurons),
+            "stable": bool(self.stable),
+        }
+
+
+def _or_none(value: float) -> float | None:
+    return float(value) if np.isfinite(value) else None
+
+
+def half_placements(
+    indices: np.ndarray, image_vectors: np.ndarray, seed: int = 0, min_per_half: int = 2
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Eq 2 from each of two random disjoint halves of the images.
+
+    Args:
+        indices: ``(n_neurons, k)`` a snapshot's stimuli.
+        image_vectors: ``(n_images, dim)`` a vector for every image.
+        seed: seeds the split.
+        min_per_half: neurons with fewer stimuli in a half are left out.
+
+    Returns:
+        ``(vectors_a, vectors_b, used)``: ``(n_used, dim)`` float64 placements from each half and the
+        ``(n_neurons,)`` bool mask of the neurons used.
+    """
+    iv = np.asarray(image_vectors, dtype=np.float64)
+    idx = np.asarray(indices, dtype=np.int64)
+    if idx.ndim != 2 or iv.ndim != 2 or idx.size and (idx.min() < 0 or idx.max() >= len(iv)):
+        raise ConceptEvoError(
+            f"stimuli {idx.shape} must index the {len(iv)} image vectors of shape {iv.shape}"
+        )
+    in_a = np.random.default_rng(seed).random(len(iv)) < 0.5
+    mask_a = in_a[idx]
+    count_a = mask_a.sum(axis=1)
+    count_b = idx.shape[1] - count_a
+    used = (count_a >= min_per_half) & (count_b >= min_per_half)
+    gathered = iv[idx[used]]
+    weights_a = mask_a[used].astype(np.float64)
+    vectors_a = np.einsum("nk,nkd->nd", weights_a, gathered) / count_a[used, None]
+    vectors_b = np.einsum("nk,nkd->nd", 1.0 - weights_a, gathered) / count_b[used, None]
+    return vectors_a, vectors_b, used
+
+
+def map_extent(positions: np.ndarray) -> float:
+    """Diagonal of the bounding box of 2-D ``positions`` (the map's extent)."""
+    pos = np.asarray(positions, dtype=np.float64)
+    if pos.ndim != 2 or pos.shape[1] != 2 or len(pos) == 0:
+        raise ConceptEvoError(f"map positions must be a non-empty (n, 2) array, got shape {pos.shape}")
+    return float(np.linalg.norm(pos.max(axis=0) - pos.min(axis=0)))
+
+
+def split_half_stability(
+    indices: np.ndarray,
+    image_vectors: np.ndarray,
+    transform: Callable[[np.ndarray], np.ndarray] | None = None,
+    extent: float | None = None,
+    seed: int = 0,
+) -> Stability:
+    """Place a snapshot from two disjoint halves of the images and compare (see the module docstring).
+
+    Args:
+        indices: ``(n_neurons, k)`` the snapshot's stimuli.
+        image_vectors: ``(n_images, dim)`` the space's image vectors.
+        transform: the space's 2-D map (vectors → positions); None skips the displacement.
+        extent: the map's extent (:func:`map_extent` of the base positions); needed with ``transform``.
+        seed: seeds the split.
+
+    Returns:
+        The :class:`Stability`.
+    """
+    vec_a, vec_b, used = half_placements(indices, image_vectors, seed)
+    if not used.any():
+        return Stability(cosine=float("nan"), displacement=float("nan"), neurons=0, stable=False)
+    cosine = float(np.median(row_cosines(vec_a, vec_b)))
+    displacement = float("nan")
+    if transform is not None and extent:
+        both = np.asarray(transform(np.concatenate([vec_a, vec_b]).astype(np.float32)), dtype=np.float64)
+        pos_a, pos_b = both[: len(vec_a)], both[len(vec_a) :]
+        displacement = float(np.median(np.linalg.norm(pos_a - pos_b, axis=1)) / extent)
+    stable = cosine >= MIN_COSINE and not displacement > MAX_DISPLACEMENT
+    return Stability(cosine=cosine, displacement=displacement, neurons=int(used.sum()), stable=stable)
