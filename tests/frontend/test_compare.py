@@ -285,6 +285,12 @@ def _check_region(ui, brushed: str, maps: dict, points: dict, layers: dict, runs
     order = {name: idx for idx, name in layers.items()}
     assert [name for name, _a, _b in per_layer] == sorted(shown, key=order.get)
     assert all(ca + cb > 0 for _name, ca, cb in per_layer), per_layer
+    if not per_layer:  # an empty box (the placement decides where neurons lie) says so instead
+        assert ui.page.get_by_test_id("region-sentence").count() == 0
+        assert (
+            "No neuron of either run in this region." in ui.page.get_by_test_id("region-summary").inner_text()
+        )
+        return 0
     # The sentence names the layer where the runs differ most (the first such layer).
     sentence = ui.page.get_by_test_id("region-sentence").inner_text()
     top = max(per_layer, key=lambda r: (abs(r[1] - r[2]), -order[r[0]]))
@@ -388,7 +394,8 @@ def test_a_brushed_region_lights_and_counts_the_same_box_on_both_maps(ui, server
     sentence = ui.page.get_by_test_id("region-sentence").inner_text()
     _brush(ui, "b", (0.64, 0.1, 0.93, 0.62))
     ui.wait_until(
-        "(s) => document.querySelector('[data-testid=region-sentence]')?.textContent !== s", arg=sentence
+        "(s) => document.querySelector('[data-testid=region-summary]')?.textContent.includes(s) === false",
+        arg=sentence,
     )
     settle_compare(ui)
     maps = {side: CompareMap.read(ui, side, [base, pa, pb]) for side in ("a", "b")}

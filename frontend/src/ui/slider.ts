@@ -56,12 +56,13 @@ export class EpochSlider {
     this.unstableFlag = h("span", { class: "unstable-flag", "data-testid": "unstable-flag", role: "status" }, "⚠ unstable");
     this.unstableFlag.hidden = true;
     this.element.appendChild(this.unstableFlag);
-    new ResizeObserver(() => {
-      const width = this.svg.node()?.clientWidth ?? 0;
+    // The track itself is observed: its width also changes when its neighbours (label, flags) do.
+    new ResizeObserver((entries) => {
+      const width = entries[entries.length - 1].contentRect.width;
       if (width === this.width) return;
       this.width = width;
       this.render();
-    }).observe(this.element);
+    }).observe(this.svg.node() as SVGSVGElement);
     this.svg.on("pointerdown", (e: PointerEvent) => {
       this.dragging = true;
       this.svg.node()?.setPointerCapture(e.pointerId);

@@ -85,13 +85,18 @@ def test_schemathesis_checks_all_finds_nothing(server: str, tmp_path: Path) -> N
         timeout=600,
     )
     output = done.stdout + done.stderr
-    cases = re.search(r"(\d+) generated", output)
-    assert done.returncode == 0 and "No issues found" in output, output[-6000:]
-    assert cases is not None and int(cases.group(1)) >= MIN_CASES, output[-2000:]
+    cases = re.search(r"(\d+) generated, (\d+) passed", output)
+    assert done.returncode == 0 and cases is not None, output[-6000:]
+    assert cases.group(1) == cases.group(2), f"not every case passed: {output[-6000:]}"
+    assert int(cases.group(1)) >= MIN_CASES, output[-2000:]
+    # The only warning tolerated: the fuzzer's random ids miss the few real objects of the DELETE and
+    # report-file routes (404s); every other warning (a schema it cannot satisfy, …) is a finding.
+    warnings = re.findall(r"⚠️ (.+)", output)
+    assert all(w.startswith("Missing test data") for w in warnings), output[-6000:]
     selected, tested = re.search(r"Selected: (\d+)/(\d+)", output), re.search(r"Tested: (\d+)", output)
     assert selected is not None and tested is not None, output[-2000:]
     assert selected.group(1) == selected.group(2) == tested.group(1), "not every operation was tested"
-    print(f"schemathesis --checks all: {cases.group(1)} cases, no issues")  # noqa: T201 - shown with -s
+    print(f"schemathesis --checks all: {cases.group(1)} cases, all passed")  # noqa: T201 - shown with -s
 
 
 def _keep_the_world(store, run_ids: list[int]) -> None:
