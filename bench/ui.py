@@ -283,8 +283,11 @@ def check_endpoints(base: str, world: Any, n_points: int, nid: int) -> None:
 
 
 def _tracked(url: str) -> bool:
-    """API requests the page's idle() should cover (not the job poll, not tooltip thumbnails)."""
-    return "/api/" in url and "/api/jobs" not in url and "/api/patches/" not in url
+    """API requests the page's idle() should cover (not the job poll, not tooltip thumbnails, not the live
+    event stream, which stays open for as long as the page does)."""
+    return "/api/" in url and not any(
+        p in url for p in ("/api/jobs", "/api/patches/", "/api/events", "/api/live", "/api/alerts")
+    )
 
 
 def settle(page: Any, inflight: dict[str, int], early: list[str]) -> None:
