@@ -252,6 +252,11 @@ export class App {
   /** Epochs were placed while a run trains: reload the lists (the slider and the charts follow). */
   private async onPlaced(placed: Placed[]): Promise<void> {
     if (!this.loaded || !placed.length) return;
+    await this.refreshData();
+  }
+
+  /** Reload the spaces and runs, then let the header and the shown view show what is new. */
+  private async refreshData(): Promise<void> {
     try {
       await this.data.refresh();
     } catch {
@@ -326,13 +331,7 @@ export class App {
   private async onJobsFinished(finished: Job[]): Promise<void> {
     const failed = finished.filter((j) => j.status === "failed");
     if (failed.length) this.setError(`job #${failed[0].id} (${failed[0].kind}) failed: ${failed[0].error ?? "no reason given"}`);
-    try {
-      await this.data.refresh();
-    } catch {
-      return;
-    }
-    this.renderHeader(this.store.get());
-    this.current().onDataRefreshed?.();
+    await this.refreshData();
   }
 
   private bindKeys(): void {
