@@ -569,11 +569,20 @@ def compute_command(
     space: Annotated[str, typer.Option(help="Space name.")],
     epochs: Annotated[str | None, typer.Option(help="Epochs, e.g. 0-10 or 1,3,5 (default: all).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Recompute epochs already computed.")] = False,
+    shards: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=4096,
+            help="Split each epoch's stimuli pass into this many jobs over image ranges, for several workers "
+            "(GPUs, machines) to run in parallel; the result is exactly the one-pass result.",
+        ),
+    ] = 1,
 ) -> None:
     """Queue placing a run's epochs in a space (one still being built too: the jobs wait for it). Epochs
     already computed are skipped unless --force.
 
-    Example: conceptevo compute high-lr --space demo --epochs 0-5
+    Example: conceptevo compute high-lr --space demo --epochs 0-5 [--shards 4]
     """
     from backend.store import find_space, list_spaces
     from backend.store.jobspec import building_space
@@ -594,7 +603,7 @@ def compute_command(
             f"space {space!r} is not built yet: these jobs wait for its build job {build.id} ({build.status})"
         )
     for snapshot_id in _run_snapshots(store, run, epochs)[1].values():
-        _enqueue("add_snapshot", {**where, "snapshot_id": snapshot_id, "force": force})
+        _enqueue("add_snapshot", {**where, "snapshot_id": snapshot_id, "force": force, "shards": shards})
 
 
 @app.command("importance")

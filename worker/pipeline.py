@@ -175,19 +175,30 @@ def open_dataset(root: str | Path, split: str = "train", image_size: int | None 
     return load_split(root, split, image_size=image_size)
 
 
-def image_batches(dataset: ImageFolderDataset, batch_size: int) -> Iterator[torch.Tensor]:
-    """Float image batches in dataset order (decoded once into memory when the dataset is small)."""
+def image_batches(
+    dataset: ImageFolderDataset, batch_size: int, start: int = 0, stop: int | None = None
+) -> Iterator[torch.Tensor]:
+    """Float image batches of images ``start … stop-1`` in dataset order, cut every ``batch_size`` images from
+    ``start`` (decoded once into memory when the dataset is small). A sharded pass (``stimuli_shard`` jobs)
+    starts its ranges on multiples of ``batch_size``, so each image lands in the same batch as in one whole
+    pass."""
     if dataset.augment:
         raise ConceptEvoError(
             f"dataset {dataset.root} has augmentation on; stimuli need the images as they are"
         )
+    stop = len(dataset) if stop is None else stop
     if dataset.load_uint8(0).numel() * len(dataset) <= PRELOAD_LIMIT_BYTES:
-        images = dataset.preload()
-        for start in range(0, len(dataset), batch_size):
-            yield dataset.to_float(images[start : start + batch_size])
+        images = dataset.preload()  # decoded once per process (cached on the dataset)
+        for first in range(start, stop, batch_size):
+            yield dataset.to_float(images[first : min(first + batch_size, stop)])
         return
-    for batch, _labels, _index in make_loader(dataset, batch_size, shuffle=False):
-        yield batch
+    if (start, stop) == (0, len(dataset)):
+        for batch, _labels, _index in make_loader(dataset, batch_size, shuffle=False):
+            yield batch
+        return
+    for first in range(start, stop, batch_size):
+        last = min(first + batch_size, stop)
+        yield dataset.to_float(torch.stack([dataset.load_uint8(i) for i in range(first, last)]))
 
 
 def snapshot_stimuli(
@@ -199,11 +210,17 @@ def snapshot_stimuli(
     device: str = "cpu",
     keep_responses: bool = False,
     progress: Progress | None = None,
+    images: tuple[int, int] | None = None,
 ) -> Stimuli:
-    """Algorithm 2 for every neuron of ``layers``: one no-grad pass over ``dataset``."""
-    total = len(dataset)
+    """Algorithm 2 for every neuron of ``layers``: one no-grad pass over ``dataset``.
+
+    ``images``: only images ``start … stop-1`` (one shard of a sharded pass); the stimuli's indices are then
+    relative to ``start`` (:func:`worker.engine.shards.offset_stimuli` makes them global).
+    """
+    start, stop = images if images is not None else (0, len(dataset))
+    total = stop - start
     report = (lambda done: progress(done / total, f"stimuli {done}/{total} images")) if progress else None
-    batches = image_batches(dataset, batch_size)
+    batches = image_batches(dataset, batch_size, start, stop)
     if torch.device(device).type == "cpu":
         # oneDNN convolutions and pooling run ~2× faster on NHWC tensors (measured on the demo net);
         # the layout changes no value the stimuli depend on beyond float rounding.

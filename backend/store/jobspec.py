@@ -24,6 +24,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    field_validator,
     model_validator,
 )
 from sqlalchemy.orm import Session
@@ -31,6 +32,7 @@ from sqlalchemy.orm import Session
 from backend.store import queries, queue
 from backend.store.config import Store
 from backend.store.errors import ConflictError, NotFoundError
+from backend.store.shards import shard_ranges
 
 #: Ids are positive 32-bit integers.
 MAX_ID = 2**31 - 1
@@ -172,12 +174,23 @@ class AddSnapshotParams(JobParams):
         False,
         description="Recompute a snapshot already computed in the space (without it: 409, nothing queued).",
     )
+    shards: Int(1, 4096) | None = Field(
+        None,
+        description="Split the stimuli pass into this many `stimuli_shard` jobs over image ranges, which any "
+        "workers run in parallel; this job waits for them and merges their partial top-k into exactly the "
+        "one-pass stimuli. Default (or 1): one pass inside this job.",
+    )
 
     @model_validator(mode="after")
     def _one_space(self) -> AddSnapshotParams:
         if (self.space_id is None) == (self.space_name is None):
             raise ValueError("give exactly one of space_id and space_name")
         return self
+
+    @field_validator("shards")
+    @classmethod
+    def _one_shard_is_one_pass(cls, shards: int | None) -> int | None:
+        return None if shards == 1 else shards  # one canonical form, so one dedupe key, for the one-pass job
 
 
 class EvolutionParams(JobParams):
@@ -416,6 +429,20 @@ def _check_build_space(session: Session, spec: BuildSpaceParams) -> None:
         queries.get_run(session, run_id)
 
 
+def _check_shards(session: Session, shards: int, snapshot, space) -> None:
+    """Refuse a shard count the space's pass cannot be split into (:func:`backend.store.shards.shard_ranges`,
+    the rule the worker splits by), at the door instead of in the worker."""
+    n_images = int(
+        queries.get_dataset(session, queries.get_run(session, snapshot.run_id).dataset_id).n_images
+    )
+    try:
+        shard_ranges(
+            n_images, shards, int(space.params.get("batch_size", 128)), int(space.params.get("k", 10))
+        )
+    except ConflictError as exc:
+        raise ConflictError(f"space {space.name!r}: {exc}") from None
+
+
 def _check_add_snapshot(session: Session, spec: AddSnapshotParams) -> None:
     snapshot = queries.get_snapshot(session, spec.snapshot_id)
     if spec.space_id is not None:
@@ -431,6 +458,8 @@ def _check_add_snapshot(session: Session, spec: AddSnapshotParams) -> None:
                 )
             return  # the job waits for the space's build job
         space = found
+    if spec.shards is not None:
+        _check_shards(session, spec.shards, snapshot, space)
     if not spec.force and space.id in queries.spaces_of_snapshots(session, [snapshot.id])[snapshot.id]:
         run = queries.get_run(session, snapshot.run_id)
         raise AlreadyComputed(

@@ -653,6 +653,33 @@ def active_jobs_in(session: Session, kind: str | None = None) -> list[JobInfo]:
     return [job_info(job) for job in session.scalars(stmt).all()]
 
 
+def latest_job_in(session: Session, kind: str, params: dict[str, Any] | None) -> JobInfo | None:
+    """The newest job of ``kind`` with exactly these (canonical) params, whatever its status, inside the
+    caller's transaction — e.g. to tell whether an input's job failed; None if there never was one."""
+    job = session.scalars(
+        select(Job).where(Job.dedupe_key == dedupe_key(kind, params)).order_by(Job.id.desc())
+    ).first()
+    return job_info(job) if job is not None else None
+
+
+def wake_in(session: Session, kind: str, match: dict[str, Any]) -> list[int]:
+    """Make the queued (deferred) jobs of ``kind`` whose params hold every item of ``match`` claimable now,
+    inside the caller's transaction — called when the input they wait for has just been made, so they do not
+    sit out the rest of their backoff. Returns their ids."""
+    waiting = session.scalars(
+        select(Job).where(Job.kind == kind, Job.status == "queued", Job.not_before.is_not(None))
+    ).all()
+    woken = [job.id for job in waiting if all((job.params or {}).get(k) == v for k, v in match.items())]
+    if woken:
+        session.execute(
+            update(Job)
+            .where(Job.id.in_(woken), Job.status == "queued")
+            .values(not_before=None)
+            .execution_options(synchronize_session=False)
+        )
+    return woken
+
+
 def get_job(store: Store, job_id: int) -> JobInfo:
     """The job with this id; raises :class:`NotFoundError` if there is none."""
     with store.session(readonly=True) as s:

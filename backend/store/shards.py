@@ -18,6 +18,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from backend.store.blobs import pack_f32, pack_i32, unpack_f32, unpack_i32
 from backend.store.config import Store
 from backend.store.datafolder import ensure_table
+from backend.store.errors import ConflictError
 from backend.store.models import Base, utcnow
 
 
@@ -77,6 +78,42 @@ class ShardPart:
     map_sizes: list[tuple[int, int]]
 
 
+def shard_ranges(n_images: int, n_shards: int, batch_size: int, k: int) -> list[tuple[int, int]]:
+    """Split ``range(n_images)`` into ``n_shards`` contiguous ``(start, stop)`` ranges as equal as possible,
+    with every boundary on a multiple of ``batch_size`` and at least ``k`` images in each.
+
+    Args:
+        n_images: images in the dataset.
+        n_shards: ranges wanted.
+        batch_size: the pass's batch size (boundaries are multiples of it).
+        k: stimuli per neuron (a range needs at least ``k`` images).
+
+    Returns:
+        The ranges, in order, covering every image once.
+
+    Raises:
+        ConflictError: a non-positive argument, or more shards than whole batches / ``k``-image ranges.
+    """
+    if min(n_images, n_shards, batch_size, k) < 1:
+        raise ConflictError(
+            f"shards need positive sizes, got {n_images} images, {n_shards} shards, batch {batch_size}, k {k}"
+        )
+    n_batches = max(1, n_images // batch_size)  # whole batches; a last, partial one joins the last shard
+    if n_shards > n_batches:
+        raise ConflictError(
+            f"{n_shards} shards of {n_images} images need at least one whole batch of {batch_size} each; "
+            f"use at most {n_batches} shards or a smaller batch size"
+        )
+    cuts = [round(i * n_batches / n_shards) * batch_size for i in range(n_shards)] + [n_images]
+    ranges = [(start, min(stop, n_images)) for start, stop in zip(cuts, cuts[1:], strict=False)]
+    small = [r for r in ranges if r[1] - r[0] < k]
+    if small:
+        raise ConflictError(
+            f"shard {small[0]} holds fewer than k={k} images; use fewer than {n_shards} shards"
+        )
+    return ranges
+
+
 def ensure_shard_table(store: Store) -> None:
     """Create ``stimuli_shards`` if this database does not have it yet."""
     with store.engine.begin() as conn:
@@ -127,6 +164,16 @@ def stimuli_shards(session: Session, key: ShardKey) -> list[ShardPart]:
         )
         for row in rows
     ]
+
+
+def stored_shard_numbers(session: Session, key: ShardKey) -> set[int]:
+    """Which ranges of ``key`` are stored (without reading their arrays)."""
+    return set(session.scalars(select(StimuliShard.shard).where(*_matches(key))).all())
+
+
+def delete_stimuli_shards(session: Session, key: ShardKey) -> int:
+    """Remove every stored range of ``key`` (once merged and published), inside the caller's transaction."""
+    return int(session.execute(delete(StimuliShard).where(*_matches(key))).rowcount or 0)
 
 
 def _matches(key: ShardKey) -> tuple:

@@ -1,86 +1,23 @@
 """A cancelled or killed job leaves no patch files behind (issue 11.8).
 
-The real ``add_snapshot`` handler runs in-process on a tiny world (a 2-conv net of this module, six 16×16 images,
-a space whose map is a stand-in reducer), and is cancelled after its sprites are written but before its results
-commit. Its files must not stay behind without rows; scratch folders of dead jobs are removed when a worker starts.
+The real ``add_snapshot`` handler runs in-process on a tiny world (``tests/fixtures/tiny_space.py``: a 2-conv
+net, six 16×16 images, a space whose map is a stand-in reducer), and is cancelled after its sprites are written
+but before its results commit. Its files must not stay behind without rows; scratch folders of dead jobs are
+removed when a worker starts.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
-import torch
-from PIL import Image
 from sqlalchemy import func, select
-from torch import nn
 
-from backend.store import Patch, SpaceSnapshot, get_job, open_store, write_space
+from backend.store import Patch, SpaceSnapshot, get_job
 from backend.store import queue as job_queue
+from tests.fixtures.tiny_space import build_tiny_space
 from worker import runner
-from worker.engine.projection import Projection
 from worker.jobs import space as space_jobs
-from worker.registration import add_dataset, add_run
-
-ARCH = "tests.worker.test_cancel_cleanup:tiny_net"
-
-
-def tiny_net(num_classes: int = 2) -> nn.Module:
-    """Two small conv layers and a linear head, for 16×16 RGB images."""
-    return nn.Sequential(
-        nn.Conv2d(3, 4, 3, padding=1),
-        nn.ReLU(),
-        nn.Conv2d(4, 6, 3, padding=1),
-        nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-        nn.Linear(6, num_classes),
-    )
-
-
-class FlatReducer:
-    """A stand-in for the fitted UMAP: the first two coordinates (picklable, deterministic)."""
-
-    def transform(self, vectors: np.ndarray) -> np.ndarray:
-        return np.asarray(vectors[:, :2], dtype=np.float32)
-
-
-def _world(root: Path):
-    """A registered dataset, one run with epochs 0 and 1, and a space built on epoch 0."""
-    rng = np.random.default_rng(0)
-    for c, name in enumerate(("a", "b")):
-        (root / "images" / name).mkdir(parents=True)
-        for i in range(3):
-            pixels = rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)
-            Image.fromarray(pixels).save(root / "images" / name / f"{c}{i}.png")
-    (root / "run").mkdir()
-    torch.manual_seed(0)
-    for epoch in (0, 1):
-        torch.save(tiny_net().state_dict(), root / "run" / f"epoch_{epoch:03d}.pt")
-    store = open_store(str(root / "data" / "conceptevo.db"))
-    add_dataset(store, root / "images", name="tiny")
-    run_id = add_run(store, "tiny", ARCH, root / "run", "tiny").id
-    dim = 4
-    with store.session() as s:
-        from backend.store import Run, list_snapshots
-
-        snaps = {snap.epoch: snap.id for snap in list_snapshots(s, run_id)}
-        run = s.get(Run, run_id)
-        projection = Projection(FlatReducer(), np.zeros((10, 2), np.float32), dim)
-        space = write_space(
-            s,
-            "tiny",
-            snaps[0],
-            run.dataset_id,
-            {"k": 2, "dim": dim, "batch_size": 8, "run_id": run_id},
-            projection.to_bytes(),
-            rng.normal(size=(6, dim)).astype(np.float32),
-            np.ones(6, dtype=bool),
-            {},
-        )
-        space_id = space.id
-    return store, space_id, snaps
 
 
 def _files(data: Path) -> list[Path]:
@@ -92,7 +29,7 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("CONCEPTEVO_DATA", str(tmp_path / "data"))
     monkeypatch.delenv("CONCEPTEVO_DB", raising=False)
     (tmp_path / "data").mkdir()
-    store, space_id, snaps = _world(tmp_path)
+    store, space_id, snaps = build_tiny_space(tmp_path)
     yield store, space_id, snaps, tmp_path / "data"
     store.dispose()
 

@@ -144,6 +144,10 @@ CASES: dict[tuple[str, str], tuple[list[str], str]] = {
         ["compute", "run-0", "--space", "synthetic-space", "--epochs", "1-x"],
         "epochs",
     ),
+    ("compute", "--shards"): (
+        ["compute", "run-0", "--space", "synthetic-space", "--shards", "4096"],
+        "use at most",
+    ),
     ("importance", "run"): (["importance", "nope", "--from", "0", "--to", "1"], "nope"),
     ("importance", "--from"): (["importance", "run-0", "--from", "2", "--to", "1"], "--from"),
     ("importance", "--to"): (["importance", "run-0", "--from", "0", "--to", "99"], "99"),

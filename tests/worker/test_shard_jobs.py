@@ -27,10 +27,10 @@ def test_shard_jobs_with_a_killed_worker_merge_into_the_unsharded_stimuli(
     tiny_demo_world, tmp_path: Path
 ) -> None:
     from worker.data.imagefolder import ImageFolderDataset
-    from worker.engine.stimuli import compute_stimuli
-    from worker.jobs.shards import merged_stimuli, range_batches
+    from worker.jobs.shards import merged_stimuli
     from worker.models.checkpoints import load_model
     from worker.models.layers import default_layers
+    from worker.pipeline import snapshot_stimuli
 
     url = f"sqlite:///{tmp_path / 'conceptevo.db'}"
     store = open_store(url)
@@ -81,7 +81,7 @@ def test_shard_jobs_with_a_killed_worker_merge_into_the_unsharded_stimuli(
         store.dispose()
     images = ImageFolderDataset(tiny_demo_world / "dataset" / "train")
     model = load_model(None, None, snapshot.checkpoint_path)
-    whole = compute_stimuli(model, default_layers(model), range_batches(images, 0, len(images), BATCH), k=K)
+    whole = snapshot_stimuli(model, images, default_layers(model), K, BATCH)  # the one-pass job's own pass
     for n, got in merged.items():
         assert got is not None and got.n_images == whole.n_images, n
         assert got.layer_names == whole.layer_names and got.map_sizes == whole.map_sizes

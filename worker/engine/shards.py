@@ -8,8 +8,9 @@ global top-k. The tie rule is the unsharded pass's own — higher maximum first,
 maxima — so the merge sorts by ``(-maximum, index)``.
 
 Exact equality also needs each image's activations to be bitwise the same as in the unsharded pass; a
-convolution's result can depend on the batch it ran in, so :func:`shard_ranges` puts range boundaries on
-multiples of the batch size: every shard then sees exactly the batches the unsharded pass sees.
+convolution's result can depend on the batch it ran in, so the ranges put their boundaries on
+multiples of the batch size (``backend.store.shards.shard_ranges``, where the door checks a request against
+the same rule): every shard then sees exactly the batches the unsharded pass sees.
 """
 
 from __future__ import annotations
@@ -21,42 +22,6 @@ import numpy as np
 
 from worker.engine.stimuli import Stimuli
 from worker.errors import ConceptEvoError
-
-
-def shard_ranges(n_images: int, n_shards: int, batch_size: int, k: int) -> list[tuple[int, int]]:
-    """Split ``range(n_images)`` into ``n_shards`` contiguous ``(start, stop)`` ranges as equal as possible,
-    with every boundary on a multiple of ``batch_size`` and at least ``k`` images in each.
-
-    Args:
-        n_images: images in the dataset.
-        n_shards: ranges wanted.
-        batch_size: the pass's batch size (boundaries are multiples of it).
-        k: stimuli per neuron (a range needs at least ``k`` images).
-
-    Returns:
-        The ranges, in order, covering every image once.
-
-    Raises:
-        ConceptEvoError: a non-positive argument, or more shards than whole batches / ``k``-image ranges.
-    """
-    if min(n_images, n_shards, batch_size, k) < 1:
-        raise ConceptEvoError(
-            f"shards need positive sizes, got {n_images} images, {n_shards} shards, batch {batch_size}, k {k}"
-        )
-    n_batches = max(1, n_images // batch_size)  # whole batches; a last, partial one joins the last shard
-    if n_shards > n_batches:
-        raise ConceptEvoError(
-            f"{n_shards} shards of {n_images} images need at least one whole batch of {batch_size} each; "
-            f"use at most {n_batches} shards or a smaller batch size"
-        )
-    cuts = [round(i * n_batches / n_shards) * batch_size for i in range(n_shards)] + [n_images]
-    ranges = [(start, min(stop, n_images)) for start, stop in zip(cuts, cuts[1:], strict=False)]
-    small = [r for r in ranges if r[1] - r[0] < k]
-    if small:
-        raise ConceptEvoError(
-            f"shard {small[0]} holds fewer than k={k} images; use fewer than {n_shards} shards"
-        )
-    return ranges
 
 
 def offset_stimuli(part: Stimuli, start: int) -> Stimuli:

@@ -38,6 +38,7 @@ from backend.store import (
 from backend.store.errors import StoreError
 from backend.store.jobspec import AddSnapshotParams, BuildSpaceParams
 from backend.store.removal import drop_replaced_space, unlink_patch_files
+from backend.store.shards import ShardKey, delete_stimuli_shards
 from backend.store.writes import (
     discard_stage,
     publish_staged_patches,
@@ -58,6 +59,7 @@ from worker.jobs.common import (
 from worker.jobs.context import Deferred, JobContext
 from worker.jobs.patches import publish_files, write_patch_files
 from worker.jobs.queueing import queue_snapshots
+from worker.jobs.shards import sharded_stimuli
 from worker.jobs.space_ref import space_for_job
 from worker.pipeline import PlacedSnapshot, SpaceParams, build_space, place_stimuli, snapshot_stimuli
 
@@ -217,7 +219,14 @@ def handle_add_snapshot(ctx: JobContext) -> None:
         with finishing(ctx.store, ctx.job.id, ctx.worker_id, result=result):
             return
 
-    stimuli = snapshot_stimuli(model, images, layers, k, batch_size, ctx.device, progress=ctx.stage(0.0, 0.6))
+    shards = ShardKey(snapshot_id, spec.shards, k, batch_size) if spec.shards else None
+    if shards is not None:  # the pass runs as stimuli_shard jobs, on any workers; wait for them, then merge
+        stimuli = sharded_stimuli(ctx, shards)
+        ctx.progress(0.6, f"stimuli merged from {shards.n_shards} shards")
+    else:
+        stimuli = snapshot_stimuli(
+            model, images, layers, k, batch_size, ctx.device, progress=ctx.stage(0.0, 0.6)
+        )
     placed = place_stimuli(stimuli, image_vectors, covered, projection)
     patches = write_patch_files(
         snapshot_id, neuron_ids, stimuli, model, layers, images, ctx.stage(0.6, 0.97), staging=ctx.scratch
@@ -231,6 +240,8 @@ def handle_add_snapshot(ctx: JobContext) -> None:
         "diversity": diversity,
         "stability": placed.stability.to_json() if placed.stability is not None else None,
     }
+    if shards is not None:
+        result["shards"] = shards.n_shards
     with staged_results(ctx) as stage:
         staged = stage_snapshot_in_space(
             ctx.store,
@@ -263,6 +274,8 @@ def handle_add_snapshot(ctx: JobContext) -> None:
                 moved = _movement(session, space_id, later, neuron_ids, placed.vectors, before=False)
                 set_movement(session, space_id, later.id, moved)
             publish_staged_patches(session, stage, snapshot_id)
+            if shards is not None:  # merged and published: the partial top-k are spent
+                delete_stimuli_shards(session, shards)
             publish_files(ctx.scratch)  # last: the sprites appear with their rows
 
 

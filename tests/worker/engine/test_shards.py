@@ -11,7 +11,9 @@ import pytest
 import torch
 from torch import nn
 
-from worker.engine.shards import merge_stimuli, offset_stimuli, shard_ranges
+from backend.store.errors import ConflictError
+from backend.store.shards import shard_ranges
+from worker.engine.shards import merge_stimuli, offset_stimuli
 from worker.engine.stimuli import Stimuli, compute_stimuli
 from worker.errors import ConceptEvoError
 from worker.models.layers import LayerSpec, default_layers
@@ -105,9 +107,9 @@ def test_shard_ranges_and_bad_input() -> None:
     assert ranges == [(0, 32), (32, 96), (96, 128), (128, 160), (160, 192), (192, 256), (256, 288)]
     assert shard_ranges(100, 1, 32, 10) == [(0, 100)]
     assert shard_ranges(200, 5, 32, 10) == [(0, 32), (32, 64), (64, 128), (128, 160), (160, 200)]
-    with pytest.raises(ConceptEvoError, match="use at most 3 shards"):
+    with pytest.raises(ConflictError, match="use at most 3 shards"):
         shard_ranges(100, 4, 32, 10)
-    with pytest.raises(ConceptEvoError, match="fewer than k=20 images"):
+    with pytest.raises(ConflictError, match="fewer than k=20 images"):
         shard_ranges(40, 2, 16, 20)  # the first range holds 16 images
     with pytest.raises(ConceptEvoError, match="no shards"):
         merge_stimuli([])
