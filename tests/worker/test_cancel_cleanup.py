@@ -21,7 +21,7 @@ from worker.jobs import space as space_jobs
 
 
 def _files(data: Path) -> list[Path]:
-    return sorted(p for p in data.rglob("*") if p.is_file() and p.suffix == ".webp")
+    return sorted(p for p in data.rglob("*") if p.is_file() and p.suffix == ".jpg")
 
 
 @pytest.fixture
@@ -100,7 +100,7 @@ def test_worker_start_removes_scratch_folders_of_dead_jobs(world) -> None:
     orphan = runner.scratch_dir(12345, "long-gone")
     for folder in (stale, kept, orphan):
         (folder / "patches" / "s1").mkdir(parents=True)
-        (folder / "patches" / "s1" / "n1.webp").write_bytes(b"RIFF")
+        (folder / "patches" / "s1" / "n1.jpg").write_bytes(b"\xff\xd8")
     assert stale.is_relative_to(data)
     runner.run_worker(store, once=True, poll=0.01, handlers={}, install_signals=False, kinds=["none"])
     assert not stale.exists() and not orphan.exists()

@@ -341,7 +341,7 @@ def test_sigkilled_worker_job_is_completed_by_another_with_one_result_set(
 
         for file in {p[3] for p in patches}:
             with Image.open(data.root / file) as sprite:
-                sprite.load()  # a complete file: a truncated WebP fails to decode
+                sprite.load()  # a complete file: a truncated JPEG fails to decode
                 assert sprite.size == (64 * k, 64)
     finally:
         store.dispose()

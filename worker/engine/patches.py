@@ -133,6 +133,7 @@ def make_sprites(
     tile: int = 64,
     input_size: int | tuple[int, int] | None = None,
     neurons: Sequence[int] | None = None,
+    progress: Callable[[float], None] | None = None,
 ) -> Sprites:
     """Cut every stimulus's patch (of ``neurons``, default all) and lay each neuron's k patches out as a sprite.
 
@@ -144,6 +145,7 @@ def make_sprites(
         input_size: the model input ``(H_in, W_in)`` the stimuli were computed at, when images were
             resized for the model; ``None`` means the images were fed at their own size.
         neurons: rows of ``stimuli`` to make sprites for (sprite row i ↔ ``neurons[i]``).
+        progress: ``f(fraction of the crops done)``, called every few hundred crops.
 
     Returns:
         :class:`Sprites`.
@@ -157,7 +159,10 @@ def make_sprites(
     sprite_row = {int(n): i for i, n in enumerate(rows)}
     pixels = np.zeros((rows.size, tile, tile * stimuli.k, 3), dtype=np.uint8)
     patches: list[PatchRef] = []
+    total = rows.size * stimuli.k
     for crop in iter_crops(stimuli, fields, load_image, input_size, rows):
+        if progress is not None and len(patches) % 512 == 0:
+            progress(len(patches) / total)
         fitted = fit_tile(crop.image, tile)
         y0 = (tile - fitted.shape[0]) // 2
         x0 = crop.rank * tile + (tile - fitted.shape[1]) // 2

@@ -54,6 +54,7 @@ from worker.jobs.common import (
     job_params,
     layers_of,
     model_of,
+    receptive_fields_of,
     space_geometry,
 )
 from worker.jobs.context import Deferred, JobContext
@@ -99,6 +100,7 @@ def handle_build_space(ctx: JobContext) -> None:
         neuron_ids = run_neurons(session, run.id).neuron_id
         run_id, snapshot_id, dataset_id = run.id, snapshot.id, dataset_row.id
     settings = dataclasses.replace(settings, layers=tuple(layer.name for layer in layers))
+    fields = receptive_fields_of(ctx, run, model, layers, images)
 
     space = build_space(model, images, settings, device=ctx.device, progress=ctx.stage(0.0, 0.85))
     patches = write_patch_files(
@@ -110,6 +112,7 @@ def handle_build_space(ctx: JobContext) -> None:
         images,
         ctx.stage(0.85, 0.98),
         staging=ctx.scratch,
+        fields=fields,
     )
     ctx.progress(0.99, "writing results")
     result = {"space": space_name, "neurons": len(neuron_ids), **_summary(space.stats)}
@@ -229,7 +232,15 @@ def handle_add_snapshot(ctx: JobContext) -> None:
         )
     placed = place_stimuli(stimuli, image_vectors, covered, projection)
     patches = write_patch_files(
-        snapshot_id, neuron_ids, stimuli, model, layers, images, ctx.stage(0.6, 0.97), staging=ctx.scratch
+        snapshot_id,
+        neuron_ids,
+        stimuli,
+        model,
+        layers,
+        images,
+        ctx.stage(0.6, 0.97),
+        staging=ctx.scratch,
+        fields=receptive_fields_of(ctx, run, model, layers, images),
     )
     ctx.progress(0.98, "writing results")
     diversity = _finite(placed.diversity, f"diversity of snapshot {snapshot_id}")
