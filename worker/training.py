@@ -23,7 +23,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -235,8 +235,222 @@ def _train(
     label: str,
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
 ) -> list[dict[str, Any]]:
-    device = _device(config.device)
-    normalize = (IMAGENET_MEAN, IMAGENET_STD)
+    """The body of :func:`train` (arguments as there): set up, record epoch 0, train and record each epoch.
+
+    Returns:
+        The history, one entry per epoch 0..epochs.
+    """
+    run = _TrainingRun(config, dataset_root, out_dir, progress, label, on_epoch)
+    run.record_epoch(0, 0.0, None, 0)
+    for epoch in range(1, config.epochs + 1):
+        start = time.perf_counter()
+        running_loss, skipped = run.train_epoch(epoch)
+        run.record_epoch(epoch, time.perf_counter() - start, running_loss, skipped)
+    run.write_run_json()  # last: it marks the run complete
+    return run.history
+
+
+class _TrainingRun:
+    """One training run's state: its data, seeded model, optimiser and schedule, and its history so far.
+
+    Construction does the setup (and all of the seeding, in a fixed order, so that a seed gives the same
+    weights); :meth:`train_epoch` and :meth:`record_epoch` are one epoch's two halves.
+
+    Args:
+        config: hyper-parameters (validated).
+        dataset_root: root of the ImageFolder(s).
+        out_dir: run directory (exists, holds no earlier run).
+        progress: show tqdm bars (otherwise one log line per epoch).
+        label: name for progress bars and logs.
+        on_epoch: called with each epoch's history entry once it is written.
+
+    Raises:
+        ConceptEvoError: bad dataset, class count not matching it, or a device that is not available.
+    """
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        dataset_root: Path,
+        out_dir: Path,
+        progress: bool,
+        label: str,
+        on_epoch: Callable[[dict[str, Any]], None] | None,
+    ) -> None:
+        self.config, self.dataset_root, self.out_dir = config, dataset_root, out_dir
+        self.progress, self.label, self.on_epoch = progress, label, on_epoch
+        device = _device(config.device)
+        normalize = (IMAGENET_MEAN, IMAGENET_STD)
+        self.train_ds, self.val_ds, num_classes = _load_datasets(config, dataset_root, normalize)
+
+        rng = np.random.default_rng(config.seed)
+        train_idx = _balanced_subset(self.train_ds.targets, config.train_subset, rng)
+        eval_idx = np.sort(rng.permutation(train_idx)[: config.eval_train_images])
+        self.generator = torch.Generator().manual_seed(config.seed)  # shuffling and augmentation
+        torch.manual_seed(config.seed)  # the model's initialisation
+
+        model_kwargs = _model_kwargs(config)
+        memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+        self.model = build_model(config.arch, num_classes, **model_kwargs).to(device)
+        self.model = self.model.to(memory_format=memory_format)
+        self.train_data = _Split(self.train_ds, train_idx, config, device, memory_format)
+        self.eval_data = _Split(self.train_ds, eval_idx, config, device, memory_format, share=self.train_data)
+        self.val_data = _Split(self.val_ds, np.arange(len(self.val_ds)), config, device, memory_format)
+
+        self.steps_per_epoch = math.ceil(len(train_idx) / config.batch_size)
+        self.optimizer = _optimizer(self.model, config)
+        self.scheduler = _scheduler(self.optimizer, config, self.steps_per_epoch)
+        self.criterion = nn.CrossEntropyLoss()
+        #: written into every checkpoint, so that it can be loaded without the run's config
+        self.meta = {
+            "arch": config.arch,
+            "num_classes": num_classes,
+            "class_names": self.train_ds.class_names,
+            "model_kwargs": {k: v for k, v in model_kwargs.items()},
+            "image_size": config.image_size,
+            "normalize": [list(normalize[0]), list(normalize[1])],
+        }
+        self.history: list[dict[str, Any]] = []
+        logger.info(
+            "%s: training %s on %d images (%d val, %d classes) for %d epochs on %s",
+            label,
+            config.arch,
+            len(train_idx),
+            len(self.val_ds),
+            num_classes,
+            config.epochs,
+            device,
+        )
+
+    def train_epoch(self, epoch: int) -> tuple[float | None, int]:
+        """One shuffled pass over the training images, stepping the optimiser (and schedule) per batch.
+
+        Args:
+            epoch: the epoch's number (1-based), for the progress bar and log.
+
+        Returns:
+            The mean loss of the steps taken (None when every step was skipped) and the number of steps
+            skipped for a non-finite loss.
+        """
+        config = self.config
+        self.model.train()
+        total_loss, counted, skipped = 0.0, 0, 0
+        bar = progress_bar(
+            self.steps_per_epoch,
+            f"{self.label} {epoch}/{config.epochs}",
+            unit="step",
+            leave=False,
+            disable=not self.progress,
+        )
+        for x, y in self.train_data.batches(
+            config.batch_size, shuffle=True, augment=config.augment, generator=self.generator
+        ):
+            loss_value = self._step(x, y)
+            if math.isfinite(loss_value):
+                total_loss += loss_value * len(y)
+                counted += len(y)
+            else:
+                skipped += 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss_value:.3f}")
+        bar.close()
+        if skipped:
+            logger.warning("%s epoch %d: skipped %d steps with a non-finite loss", self.label, epoch, skipped)
+        return (total_loss / counted if counted else None), skipped
+
+    def _step(self, x: torch.Tensor, y: torch.Tensor) -> float:
+        """One optimisation step on the batch ``(x, y)``; returns its loss (before the step)."""
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = self.criterion(self.model(x), y)
+        loss_value = float(loss.detach())
+        # a diverged step would write NaN into the weights: skip it (train_epoch counts it)
+        if math.isfinite(loss_value):
+            loss.backward()
+            if self.config.grad_clip is not None:
+                nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+            self.optimizer.step()
+        if self.scheduler is not None:
+            self.scheduler.step()  # on skipped steps too: the schedule (total_steps) counts every batch
+        return loss_value
+
+    def record_epoch(self, epoch: int, seconds: float, running_loss: float | None, skipped: int) -> None:
+        """Write epoch ``epoch``'s checkpoint, measure it and append its entry to ``history.json``.
+
+        Args:
+            epoch: epoch number (0: the initialisation).
+            seconds: time the epoch's training took.
+            running_loss: mean training loss of its steps (None for epoch 0 or when all were skipped).
+            skipped: steps skipped for a non-finite loss.
+        """
+        start = time.perf_counter()
+        _save_checkpoint(self.model, self.out_dir, epoch, self.meta)
+        train_m = _evaluate(self.model, self.eval_data, self.criterion, self.config.eval_batch_size)
+        val_m = _evaluate(self.model, self.val_data, self.criterion, self.config.eval_batch_size)
+        entry = {
+            "epoch": epoch,
+            "train_loss": train_m[0],
+            "train_top1": train_m[1],
+            "train_top5": train_m[2],
+            "val_loss": val_m[0],
+            "val_top1": val_m[1],
+            "val_top5": val_m[2],
+            "seconds": round(seconds, 3),
+            "eval_seconds": round(time.perf_counter() - start, 3),
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "running_loss": running_loss,
+            "skipped_steps": skipped,
+        }
+        # JSON has no NaN/inf: a diverged run's metrics are written as null
+        entry = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in entry.items()}
+        self.history.append(entry)
+        _write_json(self.out_dir / "history.json", self.history)
+        message = (
+            f"{self.label} epoch {epoch}/{self.config.epochs}: train top-1 {entry['train_top1']:.3f} "
+            f"val top-1 {entry['val_top1']:.3f} (loss {val_m[0]:.3f}, {seconds:.1f} s)"
+        )
+        if self.progress:
+            tqdm.write(message)
+        else:
+            logger.info(message)
+        if self.on_epoch is not None:
+            self.on_epoch(dict(entry))
+
+    def write_run_json(self) -> None:
+        """Write ``run.json``: the config, the data it saw and the final metrics (the completion marker)."""
+        _write_json(
+            self.out_dir / "run.json",
+            {
+                "config": self.config.to_json(),
+                "class_names": self.train_ds.class_names,
+                "dataset_root": str(self.dataset_root.resolve()),
+                "num_classes": self.meta["num_classes"],
+                "num_train": int(len(self.train_data)),
+                "num_val": len(self.val_ds),
+                "skipped_files": len(self.train_ds.skipped) + len(self.val_ds.skipped),
+                "model_kwargs": self.meta["model_kwargs"],
+                "normalize": self.meta["normalize"],
+                "final": self.history[-1],
+                "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            },
+        )
+
+
+def _load_datasets(
+    config: TrainConfig, dataset_root: Path, normalize: tuple[Sequence[float], Sequence[float]]
+) -> tuple[ImageFolderDataset, ImageFolderDataset, int]:
+    """The train and val splits of ``dataset_root`` and the class count, checked against each other.
+
+    Args:
+        config: the run's config (``image_size``, ``num_classes``).
+        dataset_root: a root with ``train/`` and ``val/``, or one ImageFolder used for both.
+        normalize: per-channel mean and std.
+
+    Returns:
+        The train split, the val split and the number of classes.
+
+    Raises:
+        ConceptEvoError: the splits' class folders differ, or ``config.num_classes`` is not theirs.
+    """
     train_ds = load_split(dataset_root, "train", image_size=config.image_size, normalize=normalize)
     val_ds = load_split(dataset_root, "val", image_size=config.image_size, normalize=normalize)
     if train_ds.root == val_ds.root:
@@ -254,13 +468,14 @@ def _train(
         raise ConceptEvoError(
             f"dataset {dataset_root} has {train_ds.num_classes} classes, config asks for {num_classes}"
         )
+    return train_ds, val_ds, num_classes
 
-    rng = np.random.default_rng(config.seed)
-    train_idx = _balanced_subset(train_ds.targets, config.train_subset, rng)
-    eval_idx = np.sort(rng.permutation(train_idx)[: config.eval_train_images])
-    generator = torch.Generator().manual_seed(config.seed)
-    torch.manual_seed(config.seed)
 
+def _model_kwargs(config: TrainConfig) -> dict[str, Any]:
+    """Factory arguments: ``config.model_kwargs`` plus ``dropout`` and ``image_size`` where the factory takes them.
+
+    Values given in ``model_kwargs`` win; a ``dropout`` the factory cannot take is dropped with a warning.
+    """
     model_kwargs = dict(config.model_kwargs)
     if config.dropout is not None and "dropout" not in model_kwargs:
         if factory_accepts(config.arch, "dropout"):
@@ -275,129 +490,7 @@ def _train(
         and factory_accepts(config.arch, "image_size")
     ):
         model_kwargs["image_size"] = config.image_size
-    model = build_model(config.arch, num_classes, **model_kwargs).to(device)
-    memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
-    model = model.to(memory_format=memory_format)
-
-    train_data = _Split(train_ds, train_idx, config, device, memory_format)
-    eval_data = _Split(train_ds, eval_idx, config, device, memory_format, share=train_data)
-    val_data = _Split(val_ds, np.arange(len(val_ds)), config, device, memory_format)
-    steps_per_epoch = math.ceil(len(train_idx) / config.batch_size)
-
-    optimizer = _optimizer(model, config)
-    scheduler = None
-    if config.schedule == "onecycle":
-        scheduler = torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=config.lr, total_steps=config.epochs * steps_per_epoch
-        )
-    meta = {
-        "arch": config.arch,
-        "num_classes": num_classes,
-        "class_names": train_ds.class_names,
-        "model_kwargs": {k: v for k, v in model_kwargs.items()},
-        "image_size": config.image_size,
-        "normalize": [list(normalize[0]), list(normalize[1])],
-    }
-    criterion = nn.CrossEntropyLoss()
-    history: list[dict[str, Any]] = []
-    logger.info(
-        "%s: training %s on %d images (%d val, %d classes) for %d epochs on %s",
-        label,
-        config.arch,
-        len(train_idx),
-        len(val_ds),
-        num_classes,
-        config.epochs,
-        device,
-    )
-
-    def finish_epoch(epoch: int, seconds: float, running_loss: float | None, skipped: int) -> None:
-        start = time.perf_counter()
-        _save_checkpoint(model, out_dir, epoch, meta)
-        train_m = _evaluate(model, eval_data, criterion, config.eval_batch_size)
-        val_m = _evaluate(model, val_data, criterion, config.eval_batch_size)
-        entry = {
-            "epoch": epoch,
-            "train_loss": train_m[0],
-            "train_top1": train_m[1],
-            "train_top5": train_m[2],
-            "val_loss": val_m[0],
-            "val_top1": val_m[1],
-            "val_top5": val_m[2],
-            "seconds": round(seconds, 3),
-            "eval_seconds": round(time.perf_counter() - start, 3),
-            "lr": optimizer.param_groups[0]["lr"],
-            "running_loss": running_loss,
-            "skipped_steps": skipped,
-        }
-        entry = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in entry.items()}
-        history.append(entry)
-        _write_json(out_dir / "history.json", history)
-        message = (
-            f"{label} epoch {epoch}/{config.epochs}: train top-1 {entry['train_top1']:.3f} "
-            f"val top-1 {entry['val_top1']:.3f} (loss {val_m[0]:.3f}, {seconds:.1f} s)"
-        )
-        if progress:
-            tqdm.write(message)
-        else:
-            logger.info(message)
-        if on_epoch is not None:
-            on_epoch(dict(entry))
-
-    finish_epoch(0, 0.0, None, 0)
-    for epoch in range(1, config.epochs + 1):
-        model.train()
-        start = time.perf_counter()
-        total_loss, counted, skipped = 0.0, 0, 0
-        bar = progress_bar(
-            steps_per_epoch,
-            f"{label} {epoch}/{config.epochs}",
-            unit="step",
-            leave=False,
-            disable=not progress,
-        )
-        for x, y in train_data.batches(
-            config.batch_size, shuffle=True, augment=config.augment, generator=generator
-        ):
-            optimizer.zero_grad(set_to_none=True)
-            loss = criterion(model(x), y)
-            loss_value = float(loss.detach())
-            if not math.isfinite(loss_value):
-                skipped += 1  # a diverged step would write NaN into the weights; skip it, count it
-            else:
-                loss.backward()
-                if config.grad_clip is not None:
-                    nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-                optimizer.step()
-                total_loss += loss_value * len(y)
-                counted += len(y)
-            if scheduler is not None:
-                scheduler.step()
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss_value:.3f}")
-        bar.close()
-        if skipped:
-            logger.warning("%s epoch %d: skipped %d steps with a non-finite loss", label, epoch, skipped)
-        running = total_loss / counted if counted else None
-        finish_epoch(epoch, time.perf_counter() - start, running, skipped)
-
-    _write_json(
-        out_dir / "run.json",
-        {
-            "config": config.to_json(),
-            "class_names": train_ds.class_names,
-            "dataset_root": str(dataset_root.resolve()),
-            "num_classes": num_classes,
-            "num_train": int(len(train_idx)),
-            "num_val": len(val_ds),
-            "skipped_files": len(train_ds.skipped) + len(val_ds.skipped),
-            "model_kwargs": meta["model_kwargs"],
-            "normalize": meta["normalize"],
-            "final": history[-1],
-            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        },
-    )
-    return history
+    return model_kwargs
 
 
 class _Split:
@@ -521,6 +614,17 @@ def _optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
     if config.optimizer == "adam":
         return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
     return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+
+
+def _scheduler(
+    optimizer: torch.optim.Optimizer, config: TrainConfig, steps_per_epoch: int
+) -> torch.optim.lr_scheduler.LRScheduler | None:
+    """The per-step learning-rate schedule of ``config.schedule`` (None for ``"constant"``)."""
+    if config.schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=config.lr, total_steps=config.epochs * steps_per_epoch
+        )
+    return None
 
 
 def _device(name: str) -> torch.device:

@@ -139,6 +139,39 @@ def compute_stimuli(
             ``(B, C, H, W)`` map of the expected channel count, a map size that changes between batches,
             or NaN activations.
     """
+    _check_arguments(layers, k)
+    dtype = dtype_of(model)
+    device = torch.device(device) if device is not None else device_of(model)
+    n_neurons = sum(spec.channels for spec in layers)
+    top = _RunningTopK(k, n_neurons, device)
+    taps = _BatchMaxima(layers, top, device, stop_early)
+    responses: list[torch.Tensor] = []
+    n_images = 0
+    started = time.perf_counter()
+    logger.info("stimuli: %d neurons in %d layers, k=%d, on %s", n_neurons, len(layers), k, device)
+    # eval mode on the device for the pass; mode and device are restored however it ends
+    with torch.no_grad(), eval_on(model, device), LayerTaps(model, taps.names, taps.on_output):
+        for batch in batches:
+            images = _batch_images(batch, device, dtype)
+            batch_max, batch_arg = taps.forward(model, images)
+            top.merge(batch_max, batch_arg, n_images)
+            if keep_responses:
+                responses.append(batch_max.to("cpu", non_blocking=True))
+            n_images += images.shape[0]
+            if progress is not None:
+                progress(n_images)
+
+    stimuli = _to_stimuli(top, layers, taps.map_sizes, n_images, responses if keep_responses else None)
+    logger.info("stimuli: %d images in %.2f s", n_images, time.perf_counter() - started)
+    return stimuli
+
+
+def _check_arguments(layers: list[LayerSpec], k: int) -> None:
+    """Refuse an empty or repeated layer list and ``k < 1`` before any image is read.
+
+    Raises:
+        ConceptEvoError: naming the problem.
+    """
     if not layers:
         raise ConceptEvoError("no layers to compute stimuli for")
     if k < 1:
@@ -146,98 +179,119 @@ def compute_stimuli(
     names = [spec.name for spec in layers]
     if len(set(names)) != len(names):
         raise ConceptEvoError(f"a layer is listed twice in {names}")
-    dtype = dtype_of(model)
-    device = torch.device(device) if device is not None else device_of(model)
 
-    offsets = np.cumsum([0] + [spec.channels for spec in layers])
-    n_neurons = int(offsets[-1])
-    column = {spec.name: (int(offsets[i]), spec.channels) for i, spec in enumerate(layers)}
-    map_sizes: dict[str, tuple[int, int]] = {}
-    state = _RunningTopK(k, n_neurons, device)
-    responses: list[torch.Tensor] = []
-    batch_max: torch.Tensor | None = None
-    batch_arg: torch.Tensor | None = None
-    fired: set[str] = set()
 
-    def on_output(name: str, output: torch.Tensor) -> None:
+def _batch_images(
+    batch: torch.Tensor | tuple | list, device: torch.device, dtype: torch.dtype
+) -> torch.Tensor:
+    """The images of one element of ``batches``, on ``device`` in the model's dtype.
+
+    Args:
+        batch: a ``(B, C, H, W)`` tensor, or a tuple/list whose first item is one (a DataLoader's
+            ``(images, labels, ...)``).
+        device: where the pass runs.
+        dtype: the model's parameter dtype.
+
+    Returns:
+        The ``(B, C, H, W)`` images.
+
+    Raises:
+        ConceptEvoError: the images are not a non-empty 4-d tensor.
+    """
+    images = batch[0] if isinstance(batch, tuple | list) else batch
+    if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[0] == 0:
+        raise ConceptEvoError("each batch must be a non-empty (B, C, H, W) image tensor")
+    return images.to(device=device, dtype=dtype, non_blocking=True)
+
+
+class _BatchMaxima:
+    """The hook side of the pass: one batch's spatial maxima (and candidate argmax) of every neuron.
+
+    :meth:`on_output` is the :class:`~worker.engine.hooks.LayerTaps` callback; it writes each layer's
+    ``(B, C)`` block into the batch's ``(B, N)`` matrices, which :meth:`forward` allocates, fills with one
+    forward pass and returns.
+
+    Args:
+        layers: the analysed layers; neuron columns are layers in this order, channels within.
+        top: the running top-k, read for each neuron's current k-th best (see :func:`_candidate_argmax`).
+        device: where the pass runs.
+        stop_early: end the forward pass once every analysed layer has run.
+    """
+
+    def __init__(
+        self, layers: list[LayerSpec], top: _RunningTopK, device: torch.device, stop_early: bool
+    ) -> None:
+        self.names = [spec.name for spec in layers]
+        offsets = np.cumsum([0] + [spec.channels for spec in layers])
+        self.n_neurons = int(offsets[-1])
+        #: layer name → (its first neuron column, its channel count)
+        self.column = {spec.name: (int(offsets[i]), spec.channels) for i, spec in enumerate(layers)}
+        #: layer name → (H, W) of its map, fixed by the first batch
+        self.map_sizes: dict[str, tuple[int, int]] = {}
+        self.top = top
+        self.device = device
+        self.stop_early = stop_early
+        self.fired: set[str] = set()
+        self.values: torch.Tensor | None = None
+        self.argmax: torch.Tensor | None = None
+
+    def forward(self, model: nn.Module, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Run one batch through ``model`` and collect its maxima.
+
+        Args:
+            model: the network, tapped with :meth:`on_output`.
+            images: ``(B, C, H, W)`` on the pass's device.
+
+        Returns:
+            ``(B, N)`` float32 spatial maxima and ``(B, N)`` int64 row-major argmax (``-1`` where not taken).
+
+        Raises:
+            ConceptEvoError: an analysed layer did not run.
+        """
+        size = images.shape[0]
+        self.values = torch.empty((size, self.n_neurons), dtype=torch.float32, device=self.device)
+        # -1: no argmax taken (the entry cannot enter the top k; see _candidate_argmax).
+        self.argmax = torch.full((size, self.n_neurons), -1, dtype=torch.int64, device=self.device)
+        self.fired.clear()
+        try:
+            model(images)
+        except _StopForward:
+            pass
+        missing = [name for name in self.names if name not in self.fired]
+        if missing:
+            raise ConceptEvoError(f"layer {missing[0]!r} did not run in the forward pass")
+        return self.values, self.argmax
+
+    def on_output(self, name: str, output: torch.Tensor) -> None:
+        """Hook: check layer ``name``'s output and write its spatial maxima into the batch's columns.
+
+        Raises:
+            ConceptEvoError: not a ``(B, C, H, W)`` map of the layer's channel count, or a map size
+                other than the first batch's.
+            _StopForward: every analysed layer has run and ``stop_early`` is set.
+        """
         if not isinstance(output, torch.Tensor) or output.dim() != 4:
             shape = list(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
             raise ConceptEvoError(f"layer {name!r} outputs {shape}, not a (B, C, H, W) map")
-        start, channels = column[name]
+        start, channels = self.column[name]
         if output.shape[1] != channels:
             raise ConceptEvoError(f"layer {name!r} outputs {output.shape[1]} channels, expected {channels}")
         size = (int(output.shape[2]), int(output.shape[3]))
-        if map_sizes.setdefault(name, size) != size:
+        if self.map_sizes.setdefault(name, size) != size:
             raise ConceptEvoError(
-                f"layer {name!r} map size changed from {map_sizes[name]} to {size}; "
+                f"layer {name!r} map size changed from {self.map_sizes[name]} to {size}; "
                 "all images must have the same size"
             )
         # Spatial max now, before any in-place op runs; its location only where it can matter.
         maps = output.detach()
         values = maps.amax(dim=(2, 3))
-        batch_max[:, start : start + channels] = values
-        _candidate_argmax(maps, values, state.kth(start, channels), batch_arg[:, start : start + channels])
-        fired.add(name)
-        if stop_early and len(fired) == len(names):
-            raise _StopForward
-
-    n_images = 0
-    started = time.perf_counter()
-    logger.info("stimuli: %d neurons in %d layers, k=%d, on %s", n_neurons, len(layers), k, device)
-    # eval mode on the device for the pass; mode and device are restored however it ends
-    with torch.no_grad(), eval_on(model, device), LayerTaps(model, names, on_output):
-        for batch in batches:
-            images = batch[0] if isinstance(batch, tuple | list) else batch
-            if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[0] == 0:
-                raise ConceptEvoError("each batch must be a non-empty (B, C, H, W) image tensor")
-            images = images.to(device=device, dtype=dtype, non_blocking=True)
-            size = images.shape[0]
-            batch_max = torch.empty((size, n_neurons), dtype=torch.float32, device=device)
-            # -1: no argmax taken (the entry cannot enter the top k; see _candidate_argmax).
-            batch_arg = torch.full((size, n_neurons), -1, dtype=torch.int64, device=device)
-            fired.clear()
-            try:
-                model(images)
-            except _StopForward:
-                pass
-            missing = [name for name in names if name not in fired]
-            if missing:
-                raise ConceptEvoError(f"layer {missing[0]!r} did not run in the forward pass")
-            state.merge(batch_max, batch_arg, n_images)
-            if keep_responses:
-                responses.append(batch_max.to("cpu", non_blocking=True))
-            n_images += size
-            if progress is not None:
-                progress(n_images)
-
-    if n_images < k:
-        raise ConceptEvoError(
-            f"k={k} stimuli per neuron need at least {k} images; the dataset has {n_images}"
+        self.values[:, start : start + channels] = values
+        _candidate_argmax(
+            maps, values, self.top.kth(start, channels), self.argmax[:, start : start + channels]
         )
-    nan_rows = np.flatnonzero(state.nan_seen.cpu().numpy())
-    if nan_rows.size:
-        layer = layers[int(np.searchsorted(offsets, nan_rows[0], side="right")) - 1].name
-        raise ConceptEvoError(f"layer {layer!r} produced NaN activations; the model's weights are broken")
-
-    layer_of = np.repeat(np.arange(len(layers), dtype=np.int32), [spec.channels for spec in layers])
-    channel_of = np.concatenate([np.arange(spec.channels, dtype=np.int32) for spec in layers])
-    flat = state.argmax.T.cpu().numpy()
-    if (flat < 0).any():  # cannot happen (see _candidate_argmax); a wrong box must never pass silently
-        raise RuntimeError("stimuli: a kept stimulus has no argmax; the candidate rule is broken")
-    widths = np.array([map_sizes[spec.name][1] for spec in layers], dtype=np.int64)[layer_of][:, None]
-    argmax_yx = np.stack([flat // widths, flat % widths], axis=-1).astype(np.int32)
-    logger.info("stimuli: %d images in %.2f s", n_images, time.perf_counter() - started)
-    return Stimuli(
-        indices=state.index.T.cpu().numpy().astype(np.int64),
-        maxima=state.values.T.cpu().numpy().astype(np.float32),
-        argmax_yx=argmax_yx,
-        layer_of=layer_of,
-        channel_of=channel_of,
-        layer_names=names,
-        map_sizes=[map_sizes[name] for name in names],
-        n_images=n_images,
-        responses=torch.cat(responses).numpy() if keep_responses else None,
-    )
+        self.fired.add(name)
+        if self.stop_early and len(self.fired) == len(self.names):
+            raise _StopForward
 
 
 def _candidate_argmax(
@@ -297,3 +351,55 @@ class _RunningTopK:
         self.values = all_values.gather(0, order)
         self.index = all_index.gather(0, order)
         self.argmax = all_argmax.gather(0, order)
+
+
+def _to_stimuli(
+    top: _RunningTopK,
+    layers: list[LayerSpec],
+    map_sizes: dict[str, tuple[int, int]],
+    n_images: int,
+    responses: list[torch.Tensor] | None,
+) -> Stimuli:
+    """Check the finished pass and turn its running top-k into :class:`Stimuli` on the host.
+
+    Args:
+        top: the running top-k after the last batch.
+        layers: the analysed layers, in neuron order.
+        map_sizes: ``(H, W)`` of each layer's map.
+        n_images: images seen.
+        responses: each batch's ``(B, N)`` maxima (copied to the host), or None when not kept.
+
+    Returns:
+        The stimuli, argmax as ``(y, x)``.
+
+    Raises:
+        ConceptEvoError: fewer than ``k`` images, or NaN activations.
+    """
+    if n_images < top.k:
+        raise ConceptEvoError(
+            f"k={top.k} stimuli per neuron need at least {top.k} images; the dataset has {n_images}"
+        )
+    layer_of = np.repeat(np.arange(len(layers), dtype=np.int32), [spec.channels for spec in layers])
+    channel_of = np.concatenate([np.arange(spec.channels, dtype=np.int32) for spec in layers])
+    nan_rows = np.flatnonzero(top.nan_seen.cpu().numpy())
+    if nan_rows.size:
+        layer = layers[int(layer_of[nan_rows[0]])].name
+        raise ConceptEvoError(f"layer {layer!r} produced NaN activations; the model's weights are broken")
+    flat = top.argmax.T.cpu().numpy()
+    if (flat < 0).any():  # cannot happen (see _candidate_argmax); a wrong box must never pass silently
+        raise RuntimeError("stimuli: a kept stimulus has no argmax; the candidate rule is broken")
+    widths = np.array([map_sizes[spec.name][1] for spec in layers], dtype=np.int64)[layer_of][:, None]
+    argmax_yx = np.stack([flat // widths, flat % widths], axis=-1).astype(np.int32)
+    return Stimuli(
+        indices=top.index.T.cpu().numpy().astype(np.int64),
+        maxima=top.values.T.cpu().numpy().astype(np.float32),
+        argmax_yx=argmax_yx,
+        layer_of=layer_of,
+        channel_of=channel_of,
+        layer_names=[spec.name for spec in layers],
+        map_sizes=[map_sizes[spec.name] for spec in layers],
+        n_images=n_images,
+        # last: the blocking .cpu() copies above have synchronised the device, so the non_blocking
+        # copies of the responses are complete
+        responses=torch.cat(responses).numpy() if responses is not None else None,
+    )
