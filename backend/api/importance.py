@@ -77,6 +77,8 @@ def ranking(session: Session, imp: Importance, limit: int, offset: int) -> Impor
                 mean_s=row.mean_s,
                 before=refs(page.snapshot_from, row.neuron_id, row.patches_before),
                 after=refs(page.snapshot_to, row.neuron_id, row.patches_after),
+                tied_before=row.tied_before,
+                tied_after=row.tied_after,
             )
             for i, row in enumerate(page.rows)
         ],

@@ -346,6 +346,13 @@ class RankedNeuronOut(BaseModel):
     mean_s: float = Field(description="Mean of S_n(x) over the class's images.")
     before: list[PatchOut]
     after: list[PatchOut]
+    tied_before: bool | None = Field(
+        None,
+        description="Its k stimulus maxima all tie at epoch t (no concept there); null where not recorded.",
+    )
+    tied_after: bool | None = Field(
+        None, description="The same at epoch t′: its evolution ends in no concept; null where not recorded."
+    )
 
 
 class ImportanceRankingOut(BaseModel):

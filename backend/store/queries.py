@@ -133,6 +133,8 @@ class ImportanceRow:
     mean_s: float
     patches_before: list[PatchRef]
     patches_after: list[PatchRef]
+    tied_before: bool | None = None
+    tied_after: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -620,6 +622,21 @@ def tied_neurons(session: Session, snapshot_ids: Iterable[int]) -> set[int]:
     return {int(n) for ids in rows if ids for n in ids}
 
 
+def _recorded_ties(session: Session, snapshot_id: int | None) -> set[int] | None:
+    """The neurons flagged tied at the snapshot by any space that computed it, or None where no computation
+    recorded ties (not computed in a space, or before schema v3)."""
+    if snapshot_id is None:
+        return None
+    recorded = [
+        ids
+        for ids in session.scalars(
+            select(SpaceSnapshot.tied_neurons).where(SpaceSnapshot.snapshot_id == snapshot_id)
+        )
+        if ids is not None
+    ]
+    return {int(n) for ids in recorded for n in ids} if recorded else None
+
+
 def _is_tied(session: Session, space_id: int, snapshot_id: int, neuron_id: int) -> bool | None:
     """Whether the snapshot's computation flagged the neuron's stimuli as tied (None: not recorded, schema < 3)."""
     tied = session.scalar(
@@ -1064,6 +1081,7 @@ def ranking_of(
     before_sid, after_sid = snaps.get(imp.epoch_from), snaps.get(imp.epoch_to)
     before = _patch_refs(session, before_sid, nids) if before_sid is not None else {}
     after = _patch_refs(session, after_sid, nids) if after_sid is not None else {}
+    tied_before, tied_after = _recorded_ties(session, before_sid), _recorded_ties(session, after_sid)
     return ImportanceRanking(
         importance_id=imp.id,
         run_id=imp.run_id,
@@ -1081,6 +1099,8 @@ def ranking_of(
                 mean_s=float(r[2]),
                 patches_before=before.get(int(r[0]), []),
                 patches_after=after.get(int(r[0]), []),
+                tied_before=None if tied_before is None else int(r[0]) in tied_before,
+                tied_after=None if tied_after is None else int(r[0]) in tied_after,
             )
             for r in rows
         ],

@@ -73,6 +73,9 @@ def test_the_ranking_lists_neurons_with_their_patches_and_a_row_opens_its_neuron
             if item[side]
         ]
         assert sprites == expected, (k, sprites, expected)
+        # A side whose stimuli all tie says so over its patches (they show no concept).
+        tied_sides = sum(bool(item.get(f"tied_{side}")) and bool(item[side]) for side in ("before", "after"))
+        assert row.locator("[data-testid=tied-sprite]").count() == tied_sides, (k, item["neuron_id"])
     n_images = sum(bool(item["before"]) + bool(item["after"]) for item in items)
     assert n_images >= len(items), "most ranked neurons have patches at both ends of the stage"
     wait_images_loaded(ui, "[data-testid=importance-list] .imp-patches img", n_images)

@@ -43,6 +43,8 @@ def test_a_new_epoch_appears_while_a_tracker_driven_run_goes_on(
         ui.page.evaluate("window.__sameDocument = true")  # gone if the page reloads
         ui.wait_until("() => window.conceptevo.liveMode() === 'events'", 20_000)
         ui.wait_until("() => !document.querySelector('[data-testid=live-badge]').hidden", 20_000)
+        option = f"document.querySelector('[data-testid=run-select] option[value=\"{tracker.run_id}\"]')"
+        ui.wait_until(f"() => {option}.textContent.endsWith('● live')", 20_000)  # marked in the run list too
         ui.wait_until("() => window.conceptevo.computedEpochs().includes(0)", 300_000)
 
         with torch.no_grad():  # the run goes on: the weights change, a new epoch ends
@@ -58,6 +60,7 @@ def test_a_new_epoch_appears_while_a_tracker_driven_run_goes_on(
 
         tracker.close()  # the run is no longer live
         ui.wait_until("() => document.querySelector('[data-testid=live-badge]').hidden", 20_000)
+        ui.wait_until(f"() => !{option}.textContent.includes('live')", 20_000)
         ui.assert_no_problems()
     finally:
         tracker.close()

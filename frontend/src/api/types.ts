@@ -172,6 +172,9 @@ export interface RankedNeuron {
   mean_s: number;
   before: PatchRef[];
   after: PatchRef[];
+  /** Its k stimulus maxima all tie at epoch_from / epoch_to (no concept there); null where not recorded. */
+  tied_before?: boolean | null;
+  tied_after?: boolean | null;
 }
 
 export interface ImportanceRanking {

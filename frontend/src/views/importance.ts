@@ -536,14 +536,20 @@ export class ImportanceView implements ViewController {
     if (!refs.length) return h("span", { class: "imp-sprite missing", title: `no patches at epoch ${epoch}` }, "no patches");
     const k = refs.length;
     const shown = Math.min(TILES_SHOWN, k);
+    // A neuron whose k maxima all tie detects nothing there: its patches are arbitrary images, say so.
+    const tied = (side === "before" ? n.tied_before : n.tied_after) === true;
     return h(
       "span",
       {
-        class: "imp-sprite",
+        class: tied ? "imp-sprite tied" : "imp-sprite",
         style: `--k:${k};--shown:${shown}`,
-        title: `top ${shown} of ${k} patches at epoch ${epoch}`,
+        title: tied
+          ? `tied at epoch ${epoch}: all ${k} stimuli reach the same maximum, so these patches show no concept (left out of the reversion check's bins)`
+          : `top ${shown} of ${k} patches at epoch ${epoch}`,
+        "data-testid": tied ? "tied-sprite" : null,
       },
       h("img", { src: spriteUrl(refs[0].snapshot_id, n.neuron_id), alt: `${side}: patches at epoch ${epoch}`, loading: "eager", decoding: "async" }),
+      tied ? h("span", { class: "imp-tied" }, "tied") : null,
     );
   }
 

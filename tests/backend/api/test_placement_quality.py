@@ -1,5 +1,5 @@
 """The space answer shows the held-out placement fit; snapshots carry split-half stability, an ``unstable`` flag
-and tied-neuron counts; a neuron says whether its stimuli tie
+and tied-neuron counts; a neuron, and each row of an importance ranking, says whether its stimuli tie
 (issue 13)."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 
 from backend.api.app import create_app
 from backend.api.settings import Settings
-from backend.store import open_store, set_snapshot_quality
+from backend.store import open_store, set_snapshot_quality, write_importance
 from backend.store.errors import NotFoundError
 from backend.store.models import Space
 from backend.store.queries import tied_neurons
@@ -43,6 +43,10 @@ def test_space_answer_reports_fit_stability_and_ties(tmp_path: Path) -> None:
                 raise AssertionError("an uncomputed snapshot was accepted")
             except NotFoundError as error:
                 assert "10000" in str(error)
+            neurons = ids.neuron_ids[0]
+            write_importance(
+                s, ids.run_ids[0], 0, 1, 0, 8, neurons, [0.9 - 0.1 * i for i in range(6)], [0.0] * 6
+            )
         with store.session(readonly=True) as s:
             assert tied_neurons(s, [steady, shaky]) == {tied_neuron} and tied_neurons(s, [steady]) == set()
         app = create_app(store, Settings(data_dir=tmp_path, frontend_dist=tmp_path / "no-dist"))
@@ -63,5 +67,11 @@ def test_space_answer_reports_fit_stability_and_ties(tmp_path: Path) -> None:
             assert client.get(url.format(ids.neuron_ids[0][0])).json()["tied"] is False
             other = client.get(f"/api/spaces/{ids.space_id}/snapshots/{steady}/neurons/{tied_neuron}")
             assert other.json()["tied"] is False
+            ranking = client.get(
+                f"/api/importance/ranking?run_id={ids.run_ids[0]}&epoch_from=0&epoch_to=1&class_idx=0"
+            ).json()["items"]
+            assert [(r["neuron_id"], r["tied_before"], r["tied_after"]) for r in ranking] == [
+                (n, False, n == tied_neuron) for n in neurons
+            ]
     finally:
         store.dispose()
