@@ -202,6 +202,13 @@ class ImageFolderDataset(Dataset):
         self._preloaded = torch.stack(images)
         return self._preloaded
 
+    def preloaded_rgb(self) -> np.ndarray | None:
+        """The images exactly as :meth:`load_pil` decodes them, as one ``(N, H, W, 3)`` uint8 array — when
+        :meth:`preload` ran and the images are used at their own size (no ``image_size``); else None."""
+        if self._preloaded is None or self.image_size is not None:
+            return None
+        return self._preloaded.permute(0, 2, 3, 1).numpy()
+
     def to_float(self, batch: torch.Tensor) -> torch.Tensor:
         """Scale a ``uint8`` image (batch) to [0, 1] float32 and normalise it.
 

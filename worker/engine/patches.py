@@ -134,6 +134,7 @@ def make_sprites(
     input_size: int | tuple[int, int] | None = None,
     neurons: Sequence[int] | None = None,
     progress: Callable[[float], None] | None = None,
+    images: np.ndarray | None = None,
 ) -> Sprites:
     """Cut every stimulus's patch (of ``neurons``, default all) and lay each neuron's k patches out as a sprite.
 
@@ -146,6 +147,9 @@ def make_sprites(
             resized for the model; ``None`` means the images were fed at their own size.
         neurons: rows of ``stimuli`` to make sprites for (sprite row i ↔ ``neurons[i]``).
         progress: ``f(fraction of the crops done)``, called every few hundred crops.
+        images: every image as ``load_image`` decodes it, as one ``(N, H, W, 3)`` uint8 array (all one size),
+            when at hand: the crops are then cut and enlarged many at a time (:func:`_sprites_from_array`),
+            with exactly the same pixels.
 
     Returns:
         :class:`Sprites`.
@@ -155,6 +159,8 @@ def make_sprites(
     """
     if tile < 1:
         raise ConceptEvoError(f"patch tile size must be positive, got {tile}")
+    if images is not None:
+        return _sprites_from_array(stimuli, fields, images, tile, input_size, neurons, progress)
     rows = np.arange(stimuli.n_neurons) if neurons is None else np.asarray(neurons, dtype=np.int64)
     sprite_row = {int(n): i for i, n in enumerate(rows)}
     pixels = np.zeros((rows.size, tile, tile * stimuli.k, 3), dtype=np.uint8)
@@ -185,20 +191,9 @@ def iter_crops(
     Yields:
         :class:`Crop`, ordered by image index, then neuron, then rank.
     """
-    missing = [name for name in stimuli.layer_names if name not in fields]
-    if missing:
-        raise ConceptEvoError(f"no receptive field for layer {missing[0]!r}")
-    rows = np.arange(stimuli.n_neurons) if neurons is None else np.asarray(neurons, dtype=np.int64)
-    if rows.size and (rows.min() < 0 or rows.max() >= stimuli.n_neurons):
-        raise ConceptEvoError(f"neuron index out of range 0..{stimuli.n_neurons - 1}")
+    rows, layer_fields = _checked(stimuli, fields, neurons)
     in_size = (input_size, input_size) if isinstance(input_size, int) else input_size
-    layer_fields = [fields[name] for name in stimuli.layer_names]
-
-    # Every (neuron, rank) incidence, grouped by image (stable: neuron, then rank within an image).
-    neuron_of = np.repeat(rows, stimuli.k)
-    rank_of = np.tile(np.arange(stimuli.k), rows.size)
-    image_of = stimuli.indices[rows].reshape(-1)
-    order = np.argsort(image_of, kind="stable")
+    neuron_of, rank_of, image_of, order = _incidences(stimuli, rows)
     boundaries = np.flatnonzero(np.diff(image_of[order])) + 1
     n_patches = 0
     for group in np.split(order, boundaries) if order.size else []:
@@ -215,3 +210,121 @@ def iter_crops(
             yield Crop(neuron, rank, image_index, box, image.crop((box[1], box[0], box[3], box[2])))
             n_patches += 1
     logger.info("patches: %d crops from %d images", n_patches, len(np.unique(image_of)))
+
+
+def _checked(
+    stimuli: Stimuli, fields: Mapping[str, ReceptiveField], neurons: Sequence[int] | None
+) -> tuple[np.ndarray, list[ReceptiveField]]:
+    """The requested stimuli rows and each layer's field, or a one-line error."""
+    missing = [name for name in stimuli.layer_names if name not in fields]
+    if missing:
+        raise ConceptEvoError(f"no receptive field for layer {missing[0]!r}")
+    rows = np.arange(stimuli.n_neurons) if neurons is None else np.asarray(neurons, dtype=np.int64)
+    if rows.size and (rows.min() < 0 or rows.max() >= stimuli.n_neurons):
+        raise ConceptEvoError(f"neuron index out of range 0..{stimuli.n_neurons - 1}")
+    return rows, [fields[name] for name in stimuli.layer_names]
+
+
+def _incidences(stimuli: Stimuli, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Every (neuron, rank) incidence of ``rows`` — ``(neuron_of, rank_of, image_of, order)`` with ``order``
+    grouping them by image (stable: neuron, then rank within an image), the order patches are listed in."""
+    neuron_of = np.repeat(rows, stimuli.k)
+    rank_of = np.tile(np.arange(stimuli.k), rows.size)
+    image_of = stimuli.indices[rows].reshape(-1)
+    return neuron_of, rank_of, image_of, np.argsort(image_of, kind="stable")
+
+
+def nearest_sources(n_in: int, n_out: int) -> np.ndarray:
+    """Which source pixel each of ``n_out`` output pixels takes when Pillow resizes ``n_in`` pixels to ``n_out``
+    with NEAREST: Pillow's affine loop starts at half a step and adds the step in double precision, truncating
+    each position — reproduced literally, so that the result is Pillow's to the last pixel (tests compare
+    every size up to 128)."""
+    step = n_in / n_out
+    position = step * 0.5
+    sources = np.empty(n_out, dtype=np.int64)
+    for i in range(n_out):
+        sources[i] = int(position)
+        position += step
+    return sources
+
+
+#: Crops enlarged together per gather (bounds the temporary array to ~50 MB at 64-px tiles).
+_CHUNK = 4096
+
+
+def _sprites_from_array(
+    stimuli: Stimuli,
+    fields: Mapping[str, ReceptiveField],
+    images: np.ndarray,
+    tile: int,
+    input_size: int | tuple[int, int] | None,
+    neurons: Sequence[int] | None,
+    progress: Callable[[float], None] | None,
+) -> Sprites:
+    """:func:`make_sprites` over decoded images: the same boxes, tiles and order, cut by array indexing.
+
+    A crop no larger than the tile (the usual case: a receptive field smaller than the tile, or clipped by a
+    small image) is enlarged by NEAREST, which is a gather: crops of one size are cut and enlarged a chunk at a
+    time with one fancy index (:func:`nearest_sources`), ~50× faster than Pillow crop by crop. A larger crop is
+    shrunk with Pillow's BOX filter through :func:`fit_tile`, as in the one-by-one path.
+    """
+    rows, layer_fields = _checked(stimuli, fields, neurons)
+    if images.ndim != 4 or images.shape[3] != 3 or images.dtype != np.uint8:
+        raise ConceptEvoError(f"decoded images must be (N, H, W, 3) uint8, got {images.dtype} {images.shape}")
+    image_size = (int(images.shape[1]), int(images.shape[2]))
+    in_size = (input_size, input_size) if isinstance(input_size, int) else input_size
+    model_size = tuple(in_size) if in_size is not None else image_size
+    sprite_row = np.empty(stimuli.n_neurons, dtype=np.int64)
+    sprite_row[rows] = np.arange(rows.size)
+    neuron_of, rank_of, image_of, order = _incidences(stimuli, rows)
+    neuron_of, rank_of, image_of = neuron_of[order], rank_of[order], image_of[order]
+
+    boxes = np.empty((order.size, 4), dtype=np.int64)
+    seen: dict[tuple[int, int, int], tuple[int, int, int, int]] = {}  # many stimuli share a field position
+    for i, (neuron, rank) in enumerate(zip(neuron_of.tolist(), rank_of.tolist(), strict=True)):
+        layer = int(stimuli.layer_of[neuron])
+        y, x = (int(v) for v in stimuli.argmax_yx[neuron, rank])
+        key = (layer, y, x)
+        if key not in seen:
+            seen[key] = patch_box(layer_fields[layer], (y, x), model_size, image_size)
+        boxes[i] = seen[key]
+    patches = [
+        PatchRef(n, r, m, (b[0], b[1], b[2], b[3]))
+        for n, r, m, b in zip(
+            neuron_of.tolist(), rank_of.tolist(), image_of.tolist(), boxes.tolist(), strict=True
+        )
+    ]
+
+    pixels = np.zeros((rows.size, tile, tile * stimuli.k, 3), dtype=np.uint8)
+    heights, widths = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+    done = 0
+    for i in np.flatnonzero(np.maximum(heights, widths) > tile):  # shrunk: Pillow's BOX filter, one by one
+        y0, x0, y1, x1 = boxes[i]
+        fitted = fit_tile(Image.fromarray(images[image_of[i], y0:y1, x0:x1]), tile)
+        top = (tile - fitted.shape[0]) // 2
+        left = int(rank_of[i]) * tile + (tile - fitted.shape[1]) // 2
+        pixels[sprite_row[neuron_of[i]], top : top + fitted.shape[0], left : left + fitted.shape[1]] = fitted
+        done += 1
+    enlarged = np.flatnonzero(np.maximum(heights, widths) <= tile)
+    sizes = heights[enlarged] * (tile + 1) + widths[enlarged]
+    for size in np.unique(sizes):
+        group = enlarged[sizes == size]
+        height, width = int(heights[group[0]]), int(widths[group[0]])
+        scale = tile / max(height, width)  # fit_tile's arithmetic, so the same tile size
+        out_w, out_h = max(1, round(width * scale)), max(1, round(height * scale))
+        down, across = nearest_sources(height, out_h), nearest_sources(width, out_w)
+        top = (tile - out_h) // 2
+        out_rows = (top + np.arange(out_h))[None, :, None]
+        for start in range(0, group.size, _CHUNK):
+            part = group[start : start + _CHUNK]
+            ys = boxes[part, 0][:, None] + down[None, :]
+            xs = boxes[part, 1][:, None] + across[None, :]
+            cut = images[image_of[part][:, None, None], ys[:, :, None], xs[:, None, :]]
+            lefts = rank_of[part] * tile + (tile - out_w) // 2
+            columns = lefts[:, None, None] + np.arange(out_w)[None, None, :]
+            pixels[sprite_row[neuron_of[part]][:, None, None], out_rows, columns] = cut
+            done += part.size
+            if progress is not None:
+                progress(done / max(1, order.size))
+    logger.info("patches: %d crops from %d images (array path)", order.size, len(np.unique(image_of)))
+    return Sprites(pixels=pixels, patches=patches, tile=tile)

@@ -86,7 +86,8 @@ def write_patch_files(
     if fields is None:
         first = dataset.load_pil(0)
         fields = receptive_fields(model, layers, (first.height, first.width))
-    crops_share = 0.7  # of the stage's time, roughly, on the demo world and ResNet18 (the rest: encoding)
+    decoded = dataset.preloaded_rgb()  # decoded by the stimuli pass when the data set is small: cut at once
+    crops_share = 0.2 if decoded is not None else 0.6  # of the stage's time, roughly (the rest: encoding)
     sprites = make_sprites(
         stimuli,
         fields,
@@ -95,6 +96,7 @@ def write_patch_files(
         progress=(lambda done: progress(crops_share * done, f"patches: crops {done:.0%}"))
         if progress
         else None,
+        images=decoded,
     )
     rows = [
         {
@@ -110,13 +112,18 @@ def write_patch_files(
         for patch in sprites.patches
     ]
     root = Path(staging) if staging is not None else Path(data_dir())
+    (root / sprite_path(snapshot_id, 0)).parent.mkdir(parents=True, exist_ok=True)
 
     def encode_and_write(row_index: int) -> None:
         buffer = io.BytesIO()
         Image.fromarray(sprites.pixels[row_index]).save(
             buffer, format="JPEG", quality=SPRITE_QUALITY, subsampling=0
         )
-        write_file_atomically(root / sprite_path(snapshot_id, int(neuron_ids[row_index])), buffer.getvalue())
+        path = root / sprite_path(snapshot_id, int(neuron_ids[row_index]))
+        if staging is not None:
+            path.write_bytes(buffer.getvalue())  # a private scratch folder: publish_files is the atomic step
+        else:
+            write_file_atomically(path, buffer.getvalue())
 
     # Pillow releases the GIL while it encodes: threads use the cores the (now idle) model pass used.
     with ThreadPoolExecutor(max_workers=ENCODE_THREADS) as pool:

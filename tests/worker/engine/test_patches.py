@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from worker.engine.layers import default_layers
-from worker.engine.patches import fit_tile, make_sprites
+from worker.engine.patches import fit_tile, make_sprites, nearest_sources
 from worker.engine.receptive_field import receptive_fields
 from worker.engine.stimuli import compute_stimuli
 from worker.errors import ConceptEvoError
@@ -116,3 +116,43 @@ def test_bad_arguments():
         make_sprites(stimuli, {}, load)
     with pytest.raises(ConceptEvoError, match="out of range"):
         make_sprites(stimuli, fields, load, neurons=[10_000])
+
+
+def test_nearest_sources_reproduce_pillows_nearest_resize() -> None:
+    for n_in in range(1, 129):
+        row = np.arange(n_in, dtype=np.uint8)[None, :].repeat(2, axis=0)
+        for n_out in range(1, 129):
+            pillow = np.asarray(Image.fromarray(row).resize((n_out, 2), Image.Resampling.NEAREST))[0]
+            np.testing.assert_array_equal(nearest_sources(n_in, n_out), pillow, err_msg=f"{n_in} → {n_out}")
+
+
+@pytest.mark.parametrize(("side", "input_side", "tile"), [(64, 64, 64), (64, 64, 16), (128, 64, 48)])
+def test_the_array_path_cuts_the_same_sprites_as_pillow(side: int, input_side: int, tile: int) -> None:
+    stimuli, fields, load, _loads, pictures = _world(side, input_side)
+    images = pictures.permute(0, 2, 3, 1).numpy()
+    size = None if side == input_side else input_side
+    one_by_one = make_sprites(stimuli, fields, load, tile=tile, input_size=size)
+    at_once = make_sprites(stimuli, fields, load, tile=tile, input_size=size, images=images)
+    assert at_once.patches == one_by_one.patches
+    np.testing.assert_array_equal(at_once.pixels, one_by_one.pixels)
+    heights = [p.box[2] - p.box[0] for p in one_by_one.patches]
+    assert min(heights) < tile or max(heights) > tile  # the case enlarges, shrinks, or both
+    some = [5, 0, 17]
+    np.testing.assert_array_equal(
+        make_sprites(stimuli, fields, load, tile=tile, input_size=size, neurons=some, images=images).pixels,
+        make_sprites(stimuli, fields, load, tile=tile, input_size=size, neurons=some).pixels,
+    )
+
+
+def test_every_crop_size_up_to_the_tile_is_enlarged_like_pillow() -> None:
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (1, 20, 20, 3), dtype=np.uint8)
+    for height in range(1, 21):
+        for width in range(1, 21):
+            crop = Image.fromarray(image[0, :height, :width])
+            expected = fit_tile(crop, 20)
+            down = nearest_sources(height, expected.shape[0])
+            across = nearest_sources(width, expected.shape[1])
+            np.testing.assert_array_equal(
+                image[0][down[:, None], across[None, :]], expected, err_msg=f"{height}×{width}"
+            )

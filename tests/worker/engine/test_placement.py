@@ -30,7 +30,7 @@ from worker.engine.image_embedding import (
 )
 from worker.engine.importance import batch_sensitivities
 from worker.engine.reversion import rank_bins
-from worker.engine.stability import half_placements, map_extent, split_half_stability
+from worker.engine.stability import DISPLACEMENT_SAMPLE, half_placements, map_extent, split_half_stability
 from worker.engine.ties import tied_stimuli, ties_per_layer
 from worker.errors import ConceptEvoError
 
@@ -185,3 +185,22 @@ def test_post_relu_importance_matches_a_literal_tap_on_the_relu() -> None:
     assert not np.allclose(pre, post)  # the two taps differ: the choice matters
     with pytest.raises(ConceptEvoError, match="activation"):
         batch_sensitivities(model_t, model_t2, layers, x, [2], activation="relu")
+
+
+def test_split_half_displacement_is_measured_on_a_bounded_sample() -> None:
+    rng = np.random.default_rng(3)
+    n_images, n_neurons, k = 400, 2500, 10
+    idx = np.stack([rng.choice(n_images, k, replace=False) for _ in range(n_neurons)])
+    image_vectors = rng.normal(0, 1, (n_images, 4))
+    seen: list[int] = []
+
+    def flat_map(vectors: np.ndarray) -> np.ndarray:
+        seen.append(len(vectors))
+        return vectors[:, :2]
+
+    sampled = split_half_stability(idx, image_vectors, flat_map, extent=1.0, seed=2)
+    assert seen == [2 * DISPLACEMENT_SAMPLE], "two placements of the sampled neurons, in one call"
+    vec_a, vec_b, used = half_placements(idx, image_vectors, seed=2)
+    everyone = float(np.median(np.linalg.norm(vec_a[:, :2] - vec_b[:, :2], axis=1)))
+    assert sampled.neurons == used.sum() > DISPLACEMENT_SAMPLE
+    assert sampled.displacement == pytest.approx(everyone, rel=0.1)
