@@ -264,9 +264,11 @@ def _sprites_from_array(
     """:func:`make_sprites` over decoded images: the same boxes, tiles and order, cut by array indexing.
 
     A crop no larger than the tile (the usual case: a receptive field smaller than the tile, or clipped by a
-    small image) is enlarged by NEAREST, which is a gather: crops of one size are cut and enlarged a chunk at a
-    time with one fancy index (:func:`nearest_sources`), ~50× faster than Pillow crop by crop. A larger crop is
-    shrunk with Pillow's BOX filter through :func:`fit_tile`, as in the one-by-one path.
+    small image) is enlarged by NEAREST, which is a gather: crops of one size are cut a chunk at a time, whole
+    image rows first and then one column gather per left edge (:func:`nearest_sources` gives both index
+    lists). A larger crop is shrunk with Pillow's BOX filter through :func:`fit_tile`, as in the one-by-one
+    path. On ResNet18's 48,000 crops of 64×64 images: 1.8 s against Pillow's 3.2 s, most of the rest being
+    the sprite array's first writes.
     """
     rows, layer_fields = _checked(stimuli, fields, neurons)
     if images.ndim != 4 or images.shape[3] != 3 or images.dtype != np.uint8:
@@ -279,15 +281,13 @@ def _sprites_from_array(
     neuron_of, rank_of, image_of, order = _incidences(stimuli, rows)
     neuron_of, rank_of, image_of = neuron_of[order], rank_of[order], image_of[order]
 
-    boxes = np.empty((order.size, 4), dtype=np.int64)
-    seen: dict[tuple[int, int, int], tuple[int, int, int, int]] = {}  # many stimuli share a field position
-    for i, (neuron, rank) in enumerate(zip(neuron_of.tolist(), rank_of.tolist(), strict=True)):
-        layer = int(stimuli.layer_of[neuron])
-        y, x = (int(v) for v in stimuli.argmax_yx[neuron, rank])
-        key = (layer, y, x)
-        if key not in seen:
-            seen[key] = patch_box(layer_fields[layer], (y, x), model_size, image_size)
-        boxes[i] = seen[key]
+    # Many stimuli share a layer and map position, so each distinct one's box is computed once.
+    where = np.column_stack([stimuli.layer_of[neuron_of], stimuli.argmax_yx[neuron_of, rank_of]])
+    distinct, which = np.unique(where, axis=0, return_inverse=True)
+    table = [
+        patch_box(layer_fields[layer], (y, x), model_size, image_size) for layer, y, x in distinct.tolist()
+    ]
+    boxes = np.asarray(table, dtype=np.int64).reshape(-1, 4)[which.reshape(-1)]
     patches = [
         PatchRef(n, r, m, (b[0], b[1], b[2], b[3]))
         for n, r, m, b in zip(
@@ -307,22 +307,33 @@ def _sprites_from_array(
         done += 1
     enlarged = np.flatnonzero(np.maximum(heights, widths) <= tile)
     sizes = heights[enlarged] * (tile + 1) + widths[enlarged]
+    # Tile r of a sprite row is pixels[row, :, r·tile:(r+1)·tile]: a 5-D view indexes it by (row, r) directly.
+    tiles = pixels.reshape(rows.size, tile, stimuli.k, tile, 3)
     for size in np.unique(sizes):
         group = enlarged[sizes == size]
         height, width = int(heights[group[0]]), int(widths[group[0]])
         scale = tile / max(height, width)  # fit_tile's arithmetic, so the same tile size
         out_w, out_h = max(1, round(width * scale)), max(1, round(height * scale))
         down, across = nearest_sources(height, out_h), nearest_sources(width, out_w)
-        top = (tile - out_h) // 2
-        out_rows = (top + np.arange(out_h))[None, :, None]
+        top, left = (tile - out_h) // 2, (tile - out_w) // 2
         for start in range(0, group.size, _CHUNK):
             part = group[start : start + _CHUNK]
-            ys = boxes[part, 0][:, None] + down[None, :]
-            xs = boxes[part, 1][:, None] + across[None, :]
-            cut = images[image_of[part][:, None, None], ys[:, :, None], xs[:, None, :]]
-            lefts = rank_of[part] * tile + (tile - out_w) // 2
-            columns = lefts[:, None, None] + np.arange(out_w)[None, None, :]
-            pixels[sprite_row[neuron_of[part]][:, None, None], out_rows, columns] = cut
+            # whole image rows first (contiguous copies), then per left edge one column gather for all
+            lines = images[image_of[part][:, None], boxes[part, 0][:, None] + down[None, :]]
+            lefts = boxes[part, 1]
+            for x0 in np.unique(lefts):
+                same = np.flatnonzero(lefts == x0)
+                picked = lines if same.size == part.size else lines[same]
+                # np.take, not lines[:, :, cols]: that one returns a transposed copy, 5× slower to write out
+                grown = (
+                    picked[:, :, x0 : x0 + width] if out_w == width else np.take(picked, x0 + across, axis=2)
+                )
+                tiles[
+                    sprite_row[neuron_of[part[same]]],
+                    top : top + out_h,
+                    rank_of[part[same]],
+                    left : left + out_w,
+                ] = grown
             done += part.size
             if progress is not None:
                 progress(done / max(1, order.size))
