@@ -5,9 +5,9 @@ generated ImageFolder of 64×64 images (2,000 by default): register the data set
 on epoch 2 and add epoch 1, through the real job handlers in one in-process worker on a fresh SQLite file.
 
 Per job, per-stage seconds: ``stimuli`` (the hooked forward pass), ``embed`` (build_space only: neuron and
-image embedding, UMAP fit), ``place`` (Eq 2 + UMAP transform), ``patches`` (crops and JPEG sprites), ``write``
-(staging the rows plus the final transaction); and ``write_lock_max_s``, the longest any write transaction held
-SQLite's write lock (timed from after ``BEGIN IMMEDIATE`` returned to its commit or rollback) during that job.
+image embedding, UMAP fit), ``place`` (Eq 2 + UMAP transform), ``patches`` (crops and JPEG sprites),
+``write`` (staging the rows, the final transaction, removing the staged copies); and ``write_lock_max_s``, the
+longest any write transaction held SQLite's write lock (timed from after ``BEGIN IMMEDIATE`` returned to its commit or rollback) during that job.
 Goals (issue 12): ``write_lock_max_s`` ≤ 1 s; for add_snapshot, ``other_over_stimuli`` = (place + patches +
 write) / stimuli ≤ 0.5.
 
@@ -206,7 +206,7 @@ def main() -> None:
         probe.wrap("build_space", "build")
         probe.wrap("place_stimuli", "place")
         probe.wrap("write_patch_files", "patches")
-        for name in ("stage_snapshot_in_space", "stage_patches"):
+        for name in ("stage_snapshot_in_space", "stage_patches", "discard_stage"):
             probe.wrap(name, "write")
         probe.wrap_finishing()
         models = {

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import Integer, delete, insert, literal, select, tuple_
+from sqlalchemy import Integer, delete, insert, literal, select
 from sqlalchemy.orm import Session
 
 from backend.store.blobs import pack_f32, pack_i32, pack_points, pack_u8
@@ -463,12 +463,16 @@ def write_patches(session: Session, snapshot_id: int, patches: Sequence[Mapping[
 def _patch_rows(snapshot_id: int, patches: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Check patch items (see :func:`write_patches`) and turn them into ``patches`` rows."""
     rows: list[dict[str, Any]] = []
+    checked: dict[str, str] = {}  # a neuron's k patches share one sprite file: check each path once
     for p in patches:
         missing = [k for k in _PATCH_FIELDS if k not in p]
         if missing:
             raise ValueError(f"snapshot {snapshot_id}: patch {dict(p)!r} lacks {missing}")
         row = {k: int(p[k]) for k in _PATCH_FIELDS if k != "file"}
-        row["file"] = _check_patch_file(snapshot_id, p["file"])
+        file = str(p["file"])
+        if file not in checked:
+            checked[file] = _check_patch_file(snapshot_id, file)
+        row["file"] = checked[file]
         row["snapshot_id"] = snapshot_id
         rows.append(row)
     return rows
@@ -482,6 +486,8 @@ def _patch_rows(snapshot_id: int, patches: Sequence[Mapping[str, Any]]) -> list[
 # --------------------------------------------------------------------------------------------------
 STAGE_CHUNK_ROWS = 2000
 """Rows per staging transaction: a few tens of milliseconds of write lock each."""
+DISCARD_NEURONS = 2000
+"""Neurons whose staged rows are removed per transaction (≤ 2,000 · k rows: tens of milliseconds each)."""
 
 
 def stage_key(job_id: int, worker_id: str) -> str:
@@ -617,18 +623,21 @@ def _stage_rows(store: Store, model: type[Any], rows: list[dict[str, Any]], stag
     for i in range(0, len(rows), STAGE_CHUNK_ROWS):
         chunk = [{**row, "stage": stage, "job_id": int(job_id)} for row in rows[i : i + STAGE_CHUNK_ROWS]]
         with store.session() as session:
-            session.execute(insert(model), chunk)
+            session.execute(insert(model.__table__), chunk)  # Core executemany: no ORM bookkeeping per row
 
 
 def _discard(store: Store, model: type[Any], condition: Any) -> None:
-    """Delete a staging table's rows matching ``condition``, at most :data:`STAGE_CHUNK_ROWS` per transaction."""
-    key = [model.stage, model.neuron_id] + ([model.rank] if model is StagedPatch else [])
-    while True:
+    """Delete a staging table's rows matching ``condition``, the rows of at most :data:`DISCARD_NEURONS`
+    neurons per transaction (one range of the primary key's neuron ids each: a ``(stage, neuron, rank) IN
+    (subquery)`` delete took ~5× longer)."""
+    with store.session(readonly=True) as session:
+        neurons = list(
+            session.scalars(select(model.neuron_id).where(condition).distinct().order_by(model.neuron_id))
+        )
+    for i in range(0, len(neurons), DISCARD_NEURONS):
+        low, high = neurons[i], neurons[min(i + DISCARD_NEURONS, len(neurons)) - 1]
         with store.session() as session:
-            picked = select(*key).where(condition).limit(STAGE_CHUNK_ROWS).subquery()
-            match = tuple_(*key).in_(select(*picked.c))
-            if session.execute(delete(model).where(match)).rowcount < STAGE_CHUNK_ROWS:
-                return
+            session.execute(delete(model).where(condition, model.neuron_id.between(low, high)))
 
 
 def _copy_stage(
