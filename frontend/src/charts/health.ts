@@ -65,6 +65,8 @@ export interface ChartHandlers {
 
 /** The top margin holds two label rows: warning bands (upper) and the current epoch (lower), never overlapping. */
 const MARGIN = { top: 28, right: 14, bottom: 34, left: 54 };
+/** Estimated width of one character of a band label (10.5 px bold), to keep labels apart without a layout. */
+const BAND_LABEL_CHAR_PX = 7;
 /** Height of the "collapsed (−∞)" row under the plot of a chart that has collapsed points. */
 const FLOOR_ROW = 18;
 const SVG_NS = "http://www.w3.org/2000/svg";
@@ -133,6 +135,8 @@ export function drawHealthChart(input: ChartInput, handlers: ChartHandlers): SVG
       .text("−∞");
   }
 
+  // Bands of several runs can touch: each label starts after the previous one's estimated end, never on it.
+  let labelsEnd = -Infinity;
   for (const band of input.bands) {
     const x0 = x(band.from);
     const x1 = Math.max(x0 + 3, x(band.to));
@@ -144,13 +148,15 @@ export function drawHealthChart(input: ChartInput, handlers: ChartHandlers): SVG
       .attr("width", x1 - x0)
       .attr("height", plotBottom - MARGIN.top)
       .attr("fill", band.colour);
+    const labelX = Math.max(x0, labelsEnd);
     svg
       .append("text")
       .attr("class", "band-label")
-      .attr("x", x0)
+      .attr("x", labelX)
       .attr("y", MARGIN.top - 18)
       .attr("fill", band.colour)
       .text(band.label);
+    labelsEnd = labelX + band.label.length * BAND_LABEL_CHAR_PX + 8;
   }
 
   const current = input.current;

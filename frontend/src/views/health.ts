@@ -236,7 +236,9 @@ export class HealthView implements ViewController {
     const d = a.diversityEpoch;
     const e = a.accuracyEpoch;
     const fell = `Concept diversity of ${run.name} fell ${a.collapsed ? "to collapse (−∞)" : `below ${reference.name}'s`} from epoch ${d}`;
-    const paper = "the paper's early sign of a bad learning rate (§4.5)";
+    // The paper (§4.5) shows this sign for a learning rate set too high; other runs (say, one that overfits) can
+    // show it too, so the sentence names the paper's case instead of diagnosing this run.
+    const paper = "in the paper (§4.5), the early sign of a learning rate set too high";
     let text: string;
     switch (a.kind) {
       case "early":
