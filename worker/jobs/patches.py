@@ -11,6 +11,11 @@ fastest setting took ~4 ms per 640×64 sprite, 15 s of a ResNet18 snapshot's 29 
 blocks, so no tile bleeds into its neighbour. (Threads do not help: Pillow holds the GIL while it encodes
 JPEG, and two threads took twice as long per sprite.) Sprites written by earlier versions (``.webp``) are
 still served: rows name their files.
+
+A job writes its sprites into its scratch folder (``staging``, see :attr:`worker.jobs.context.JobContext.scratch`),
+mirroring that layout, and :func:`publish_files` renames them into place as the last step of the transaction that
+writes the rows referencing them; rewriting a snapshot simply replaces them. A job cancelled, failed or killed
+before that leaves its files in the scratch folder, which the worker removes — never sprites without rows.
 """
 
 from __future__ import annotations
@@ -106,7 +111,6 @@ def write_patch_files(
     ]
     root = Path(staging) if staging is not None else Path(data_dir())
     (root / sprite_path(snapshot_id, 0)).parent.mkdir(parents=True, exist_ok=True)
-
     for done, neuron_id in enumerate(neuron_ids, start=1):
         buffer = io.BytesIO()
         Image.fromarray(sprites.pixels[done - 1]).save(buffer, format="JPEG", quality=SPRITE_QUALITY)
