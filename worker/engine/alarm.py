@@ -67,7 +67,7 @@ def band_alarm(
     a = assess_run(run, reference)
     if a.diversity_epoch is None or a.kind not in ("early", "diversity-only", "same"):
         return None
-    what = "collapsed" if a.collapsed else f"fell more than {a.threshold:.2f} nats below {reference_name!r}'s"
+    what = "collapsed" if a.collapsed else f"fell more than {a.threshold:.2f} nats below {reference_name}'s"
     if a.accuracy_epoch is None:
         tail = f"while its {a.accuracy or 'top-1'} accuracy still keeps up"
     elif a.lead and a.lead > 0:

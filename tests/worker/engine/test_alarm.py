@@ -34,7 +34,7 @@ def test_band_alarm_reports_its_lead_over_the_accuracy() -> None:
     alarm = band_alarm(run, REFERENCE, "healthy")
     assert alarm is not None and (alarm.start_epoch, alarm.accuracy_epoch, alarm.lead) == (2, 4, 2)
     assert alarm.reason.startswith(
-        "Concept diversity fell more than 0.30 nats below 'healthy''s from epoch 2"
+        "Concept diversity fell more than 0.30 nats below healthy's from epoch 2"
     )
     assert "2 epoch(s) before its accuracy fell behind (epoch 4)" in alarm.reason
 
