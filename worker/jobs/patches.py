@@ -8,9 +8,9 @@ rank ``r``, each ``TILE`` pixels). One file per neuron instead of per patch keep
 Why JPEG (issue 12): encoding was the largest cost of a snapshot besides its stimuli pass — WebP at its
 fastest setting took ~4 ms per 640×64 sprite, 15 s of a ResNet18 snapshot's 29 s of patches; JPEG takes
 ~0.4 ms, for files of about the same size (10.7 KB against 11.1 KB on the demo's sprites). Tiles are 64 px,
-a multiple of JPEG's 16-px blocks, so no tile bleeds into its neighbour. (Threads do not help: Pillow holds the GIL while it encodes
-JPEG, and two threads took twice as long per sprite.) Sprites written by earlier versions (``.webp``) are
-still served: rows name their files.
+a multiple of JPEG's 16-px blocks, so no tile bleeds into its neighbour. Threads do not help: Pillow holds
+the GIL while it encodes JPEG, and two threads took twice as long per sprite. Sprites written by earlier
+versions (``.webp``) are still served: rows name their files.
 
 A job writes its sprites into its scratch folder (``staging``, see :attr:`worker.jobs.context.JobContext.scratch`),
 mirroring that layout, and :func:`publish_files` renames them into place as the last step of the transaction that
