@@ -33,9 +33,7 @@ def test_band_alarm_reports_its_lead_over_the_accuracy() -> None:
     run = epochs([1.0, 1.05, 0.7, 0.6, 0.5, 0.4], val_top1=[0.1, 0.3, 0.48, 0.57, 0.5, 0.4])
     alarm = band_alarm(run, REFERENCE, "healthy")
     assert alarm is not None and (alarm.start_epoch, alarm.accuracy_epoch, alarm.lead) == (2, 4, 2)
-    assert alarm.reason.startswith(
-        "Concept diversity fell more than 0.30 nats below healthy's from epoch 2"
-    )
+    assert alarm.reason.startswith("Concept diversity fell more than 0.30 nats below healthy's from epoch 2")
     assert "2 epoch(s) before its accuracy fell behind (epoch 4)" in alarm.reason
 
 
