@@ -616,24 +616,22 @@ def tied_neurons(session: Session, snapshot_ids: Iterable[int]) -> set[int]:
     Ties depend on a snapshot's stimuli only, so every space computing it agrees; snapshots computed before
     schema v3 contribute nothing.
     """
+    return {int(n) for ids in _tie_records(session, snapshot_ids) for n in ids}
+
+
+def _tie_records(session: Session, snapshot_ids: Iterable[int]) -> list[list[int]]:
+    """The recorded tied-neuron lists of the snapshots, one per space that computed one (none recorded before
+    schema v3)."""
     rows = session.scalars(
         select(SpaceSnapshot.tied_neurons).where(SpaceSnapshot.snapshot_id.in_(list(snapshot_ids)))
     )
-    return {int(n) for ids in rows if ids for n in ids}
+    return [ids for ids in rows if ids is not None]
 
 
 def _recorded_ties(session: Session, snapshot_id: int | None) -> set[int] | None:
     """The neurons flagged tied at the snapshot by any space that computed it, or None where no computation
     recorded ties (not computed in a space, or before schema v3)."""
-    if snapshot_id is None:
-        return None
-    recorded = [
-        ids
-        for ids in session.scalars(
-            select(SpaceSnapshot.tied_neurons).where(SpaceSnapshot.snapshot_id == snapshot_id)
-        )
-        if ids is not None
-    ]
+    recorded = _tie_records(session, [snapshot_id]) if snapshot_id is not None else []
     return {int(n) for ids in recorded for n in ids} if recorded else None
 
 

@@ -212,7 +212,7 @@ export class App {
     const runs = space ? this.data.runs.filter((r) => r.dataset_id === space.dataset_id) : this.data.runs;
     setChildren(
       this.runSelect,
-      runs.length ? runs.map((r) => h("option", { value: r.id, selected: r.id === runId }, runLabel(r.name, this.live.isLive(r.id)))) : h("option", {}, "no run yet"),
+      runs.length ? runs.map((r) => h("option", { value: r.id, selected: r.id === runId }, r.name)) : h("option", {}, "no run yet"),
     );
     this.runSelect.disabled = runs.length === 0;
     this.renderLive(state);
@@ -228,7 +228,8 @@ export class App {
     const runId = state.run ?? (spaceId === undefined ? undefined : this.data.space(spaceId)?.base_run_id);
     const live = this.live.isLive(runId);
     this.liveBadge.hidden = !live;
-    // every run a tracker or watcher feeds says so in the run list too, not only the shown one
+    // every run a tracker or watcher feeds says so in the run list too, not only the shown one (renderHeader
+    // builds the options with plain names and calls this right after)
     for (const option of Array.from(this.runSelect.options)) {
       const run = this.data.runs.find((r) => String(r.id) === option.value);
       if (run) option.textContent = runLabel(run.name, this.live.isLive(run.id));

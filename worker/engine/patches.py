@@ -169,12 +169,17 @@ def make_sprites(
     for crop in iter_crops(stimuli, fields, load_image, input_size, rows):
         if progress is not None and len(patches) % 512 == 0:
             progress(len(patches) / total)
-        fitted = fit_tile(crop.image, tile)
-        y0 = (tile - fitted.shape[0]) // 2
-        x0 = crop.rank * tile + (tile - fitted.shape[1]) // 2
-        pixels[sprite_row[crop.neuron], y0 : y0 + fitted.shape[0], x0 : x0 + fitted.shape[1]] = fitted
+        _place_tile(pixels[sprite_row[crop.neuron]], crop.rank, fit_tile(crop.image, tile))
         patches.append(PatchRef(crop.neuron, crop.rank, crop.image_index, crop.box))
     return Sprites(pixels=pixels, patches=patches, tile=tile)
+
+
+def _place_tile(sprite: np.ndarray, rank: int, fitted: np.ndarray) -> None:
+    """Write a fitted crop centred into tile ``rank`` of one sprite row (``tile × tile·k × 3``)."""
+    tile = sprite.shape[0]
+    top = (tile - fitted.shape[0]) // 2
+    left = rank * tile + (tile - fitted.shape[1]) // 2
+    sprite[top : top + fitted.shape[0], left : left + fitted.shape[1]] = fitted
 
 
 def iter_crops(
@@ -301,9 +306,7 @@ def _sprites_from_array(
     for i in np.flatnonzero(np.maximum(heights, widths) > tile):  # shrunk: Pillow's BOX filter, one by one
         y0, x0, y1, x1 = boxes[i]
         fitted = fit_tile(Image.fromarray(images[image_of[i], y0:y1, x0:x1]), tile)
-        top = (tile - fitted.shape[0]) // 2
-        left = int(rank_of[i]) * tile + (tile - fitted.shape[1]) // 2
-        pixels[sprite_row[neuron_of[i]], top : top + fitted.shape[0], left : left + fitted.shape[1]] = fitted
+        _place_tile(pixels[sprite_row[neuron_of[i]]], int(rank_of[i]), fitted)
         done += 1
     enlarged = np.flatnonzero(np.maximum(heights, widths) <= tile)
     sizes = heights[enlarged] * (tile + 1) + widths[enlarged]
