@@ -73,7 +73,8 @@ export class App {
     autocomplete: "off",
   });
   private readonly layerNames = h("datalist", { id: "layer-names" });
-  private readonly jobsIndicator = h("button", { type: "button", class: "jobs-indicator", "data-testid": "jobs-indicator" });
+  // says something before the first poll answers, so the header never shows an empty button
+  private readonly jobsIndicator = h("button", { type: "button", class: "jobs-indicator", "data-testid": "jobs-indicator" }, "jobs …");
   private readonly jobsPopover = h("div", { class: "jobs-popover", "data-testid": "jobs-popover" });
   private readonly liveBadge = h("span", { class: "live-badge", "data-testid": "live-badge", title: "A tracker or watcher is feeding this run: new epochs appear as they are placed" }, "● live");
   private readonly followBox = h("input", { type: "checkbox", "data-testid": "follow" });

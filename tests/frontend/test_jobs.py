@@ -33,7 +33,7 @@ def test_asking_for_an_uncomputed_epoch_queues_a_job_a_worker_finishes_and_the_p
     assert epoch not in ui.app("computedEpochs()")
     tick = ui.map.locator(f"[data-testid=slider] g.tick[data-epoch='{epoch}']")
     assert tick.get_attribute("data-computed") == "0"
-    assert _indicator(ui) == "no jobs"
+    ui.wait_until("() => document.querySelector('[data-testid=jobs-indicator]').textContent === 'no jobs'")
     ui.page.evaluate("window.__sameDocument = true")  # gone if the page reloads
 
     with ui.page.expect_response(
@@ -109,6 +109,7 @@ def test_an_empty_database_says_to_run_make_demo(open_ui, empty_server):
     assert ui.app("stats()")["pointsDrawn"] == 0
     assert ui.canvas_ink()["ink"] == 0, "the empty map's canvas is not blank"
     assert ui.page.get_by_test_id("error").is_hidden()
-    assert ui.page.get_by_test_id("jobs-indicator").inner_text() == "no jobs"
+    # the indicator answers once the first poll of the queue returns
+    ui.wait_until("() => document.querySelector('[data-testid=jobs-indicator]').textContent === 'no jobs'")
     ui.screenshot("empty")
     ui.assert_no_problems()

@@ -82,7 +82,7 @@ def test_map_draws_every_point_of_the_run_and_the_canvas_shows_them(ui, server, 
     assert ticks == [[s["epoch"], "1"] for s in run["snapshots"]]
     last = run["snapshots"][-1]["epoch"]
     assert ui.map.get_by_test_id("epoch-label").inner_text() == f"epoch {state['epoch']} / {last}"
-    assert ui.page.get_by_test_id("jobs-indicator").inner_text() == "no jobs"
+    ui.wait_until("() => document.querySelector('[data-testid=jobs-indicator]').textContent === 'no jobs'")
     assert ui.page.get_by_test_id("error").is_hidden()
 
     ui.screenshot("map-layers")
