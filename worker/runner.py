@@ -29,6 +29,7 @@ from typing import Any
 from backend.store import queue
 from backend.store.errors import DatabaseBusyError, LeaseLost, StoreError, is_busy_error
 from backend.store.writes import discard_stale_stages
+from worker.allocator import keep_freed_memory
 from worker.errors import ConceptEvoError
 from worker.jobs import handlers as default_handlers
 from worker.jobs.context import (
@@ -125,6 +126,7 @@ def run_worker(
     """
     if handlers is None:
         handlers = default_handlers()
+    keep_freed_memory()  # every job here allocates the same big buffers again: see worker.allocator
     worker_id = worker_id or queue.default_worker_id()
     stop = threading.Event()
     if install_signals and threading.current_thread() is threading.main_thread():

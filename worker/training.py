@@ -35,6 +35,7 @@ from torch import nn
 from torch.utils.data import Subset
 from tqdm import tqdm
 
+from worker.allocator import keep_freed_memory
 from worker.data.imagefolder import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -210,6 +211,7 @@ def train(
             ``out_dir`` without ``overwrite``, or class count not matching the dataset.
     """
     config.validate()
+    keep_freed_memory()  # a quarter of a CPU epoch went to the kernel re-faulting freed buffers: worker.allocator
     dataset_root = Path(dataset_root)
     out_dir = Path(out_dir)
     label = name or out_dir.name
