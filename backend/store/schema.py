@@ -20,7 +20,7 @@ from backend.store.models import Base, SchemaInfo
 log = logging.getLogger(__name__)
 
 APP_NAME = "conceptevo"
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """The schema version this code reads and writes."""
 
 Migration = Callable[[Connection], None]
@@ -89,7 +89,31 @@ def _migrate_v2_to_v3(conn: Connection) -> None:
     )
 
 
-MIGRATIONS: dict[int, Migration] = {0: _migrate_v0_to_v1, 1: _migrate_v1_to_v2, 2: _migrate_v2_to_v3}
+STABLE_MAX_DISPLACEMENT = 0.1
+"""The flag rule of ``worker.engine.stability`` (its ``MAX_DISPLACEMENT``; a test keeps the two equal), applied
+here to flags stored before v4 — the store does not import the worker."""
+
+
+def _migrate_v3_to_v4(conn: Connection) -> None:
+    """v3 → v4 (issue 13): the ``stable`` flag now follows the map — a snapshot is unstable when its two half
+    placements land more than a tenth of the map apart — instead of also requiring a split-half cosine of 0.9,
+    which flagged every snapshot. Flags stored under the old rule are recomputed from the stored figures; rows
+    without a measured displacement keep theirs. Idempotent."""
+    conn.execute(
+        text(
+            "UPDATE space_snapshots SET stable = (stability_displacement <= :limit) "
+            "WHERE stability_displacement IS NOT NULL"
+        ),
+        {"limit": STABLE_MAX_DISPLACEMENT},
+    )
+
+
+MIGRATIONS: dict[int, Migration] = {
+    0: _migrate_v0_to_v1,
+    1: _migrate_v1_to_v2,
+    2: _migrate_v2_to_v3,
+    3: _migrate_v3_to_v4,
+}
 """``MIGRATIONS[v]`` migrates schema version ``v`` to ``v + 1``."""
 
 

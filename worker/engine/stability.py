@@ -13,7 +13,12 @@ than ``min_per_half`` stimuli in either half are left out. Reported, per snapsho
   neurons: each is placed twice by the UMAP transform (~2.3 s per 4,800 vectors on a 2-core CPU), and a median
   over 1,000 neurons is within about ±3 percentile points of the whole snapshot's median (95 % of the time).
 
-A snapshot is *unstable* when ``cosine < MIN_COSINE`` or ``displacement > MAX_DISPLACEMENT``.
+A snapshot is *unstable* when its points move more than ``MAX_DISPLACEMENT`` of the map between the two
+placements — what a user reads off the map. The cosine decides only where there is no map to measure on
+(``cosine < MIN_COSINE``). Why not both: on the default demo world even the base snapshot, whose neurons the
+image vectors were fitted to, agrees only at median cosine 0.62 between halves (other epochs 0.30–0.62), so a
+cosine rule at issue 13's goal of 0.9 flagged every epoch and told the user nothing; the map-level rule flags
+the epochs whose points really jump (0.10–0.16 of the map: the random initialisations and overfit's epochs 1–3) and passes those that move 3–8 %. Both figures are stored and shown with the flag.
 """
 
 from __future__ import annotations
@@ -27,7 +32,8 @@ from worker.engine.image_embedding import row_cosines
 from worker.errors import ConceptEvoError
 
 MIN_COSINE = 0.9
-"""Below this median split-half cosine a snapshot's placement is flagged unstable (issue 13's goal)."""
+"""Below this median split-half cosine a snapshot's placement is flagged unstable when it has no map to measure
+the displacement on (issue 13's goal)."""
 MAX_DISPLACEMENT = 0.1
 """Above this median 2-D displacement (share of the map's extent) a snapshot is flagged unstable."""
 DISPLACEMENT_SAMPLE = 1000
@@ -42,7 +48,8 @@ class Stability:
         cosine: median cosine between the two half placements (NaN when no neuron qualifies).
         displacement: median 2-D distance between them over the map extent (NaN without a map).
         neurons: how many neurons had enough stimuli in both halves.
-        stable: False when either measure crosses its threshold (or none could be measured).
+        stable: False when the displacement exceeds its threshold, or, without a map, the cosine falls
+            below its own (or nothing could be measured).
     """
 
     cosine: float
@@ -138,5 +145,5 @@ def split_half_stability(
         both = np.asarray(transform(pair), dtype=np.float64)
         pos_a, pos_b = both[: len(sample)], both[len(sample) :]
         displacement = float(np.median(np.linalg.norm(pos_a - pos_b, axis=1)) / extent)
-    stable = cosine >= MIN_COSINE and not displacement > MAX_DISPLACEMENT
+    stable = displacement <= MAX_DISPLACEMENT if np.isfinite(displacement) else cosine >= MIN_COSINE
     return Stability(cosine=cosine, displacement=displacement, neurons=int(used.sum()), stable=stable)

@@ -1,6 +1,7 @@
 /**
  * The placement-stability flag (issue 13): the worker places every snapshot twice, from two disjoint halves
- * of the images, and the API marks a snapshot `unstable` when the two placements disagree. The epoch slider
+ * of the images, and the API marks a snapshot `unstable` when the two placements land more than a tenth of the
+ * map apart (worker/engine/stability.py says why the map decides, not the vectors' cosine). The epoch slider
  * shows a small flag for such an epoch; this module words its tooltip.
  */
 

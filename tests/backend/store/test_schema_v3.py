@@ -34,8 +34,7 @@ def test_v2_database_migrates_to_v3_and_keeps_its_rows(tmp_path: Path) -> None:
     st = open_store(str(path))
     try:
         with st.session(readonly=True) as s:
-            assert SCHEMA_VERSION == 3
-            assert s.execute(text("SELECT schema_version FROM schema_info")).scalar() == 3
+            assert s.execute(text("SELECT schema_version FROM schema_info")).scalar() == SCHEMA_VERSION
             row = s.execute(
                 text(
                     "SELECT coverage, stability_cosine, stability_displacement, stable, tied_neurons, "
@@ -45,7 +44,7 @@ def test_v2_database_migrates_to_v3_and_keeps_its_rows(tmp_path: Path) -> None:
         assert tuple(row) == (0.5, None, None, None, None, None)  # not measured, not invented
     finally:
         st.dispose()
-    open_store(str(path)).dispose()  # opening a v3 database again changes nothing
+    open_store(str(path)).dispose()  # opening the migrated database again changes nothing
 
 
 def test_v2_to_v3_step_is_idempotent(tmp_path: Path) -> None:

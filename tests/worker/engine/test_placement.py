@@ -30,7 +30,13 @@ from worker.engine.image_embedding import (
 )
 from worker.engine.importance import batch_sensitivities
 from worker.engine.reversion import rank_bins
-from worker.engine.stability import DISPLACEMENT_SAMPLE, half_placements, map_extent, split_half_stability
+from worker.engine.stability import (
+    DISPLACEMENT_SAMPLE,
+    MAX_DISPLACEMENT,
+    half_placements,
+    map_extent,
+    split_half_stability,
+)
 from worker.engine.ties import tied_stimuli, ties_per_layer
 from worker.errors import ConceptEvoError
 
@@ -143,6 +149,14 @@ def test_split_half_matches_literal_and_flags_noise(small_base, fitted_projectio
     steady = split_half_stability(idx, smooth, proj.transform, map_extent(proj.base_positions), seed=7)
     assert steady.cosine == pytest.approx(1.0) and steady.displacement < 0.01 and steady.stable
     assert steady.to_json()["stable"] is True and noisy.to_json()["displacement"] is None
+    # With a map, the map decides: the same noisy vectors are stable where the two placements land together …
+    still = split_half_stability(idx, image_vectors, lambda v: np.zeros((len(v), 2)), extent=1.0, seed=7)
+    assert still.cosine == noisy.cosine and still.displacement == 0.0 and still.stable
+    # … and unstable where they land apart, by more than MAX_DISPLACEMENT of the map's extent
+    apart = split_half_stability(
+        idx, smooth, lambda v: v[:, :2] * 0 + np.arange(len(v))[:, None], 10.0, seed=7
+    )
+    assert apart.cosine == pytest.approx(1.0) and apart.displacement > MAX_DISPLACEMENT and not apart.stable
 
 
 def test_tied_stimuli_flagged_counted_and_left_out() -> None:
