@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 
-import { anyOverlap, placeLabels } from "../src/map/labels";
+import { type MapLabel, anyOverlap, placeEpochTags, placeLabels, type TagPoint } from "../src/map/labels";
 
 /** Deterministic pseudo-random numbers (mulberry32). */
 function rng(seed: number) {
@@ -71,5 +71,74 @@ describe("placeLabels", () => {
     const c = clusters([[100, 100, 0], [190, 100, 0], [700, 100, 0]], 30, 30);
     const labels = placeLabels({ ...c, visible: null, names: NAMES, width: 800, height: 300 });
     expect(labels.filter((l) => l.text === "stars").length).toBe(2);
+  });
+});
+
+function label(x0: number, y0: number, x1: number, y1: number): MapLabel {
+  return { x: (x0 + x1) / 2, y: (y0 + y1) / 2, text: "stars", classIdx: 0, weight: 1, purity: 1, box: [x0, y0, x1, y1] };
+}
+
+const boxesOverlap = (a: number[], b: number[]) => a[0] < b[2] && a[2] > b[0] && a[1] < b[3] && a[3] > b[1];
+
+describe("placeEpochTags", () => {
+  it("never overlaps tags in a crowded trajectory and always keeps the current epoch and both ends", () => {
+    const r = rng(7);
+    // eleven epochs within 24 px, the late ones nearly on top of each other (the default world's case)
+    const points: TagPoint[] = Array.from({ length: 11 }, (_, e) => ({
+      x: 300 + (e < 4 ? e * 8 : 24 + r() * 4),
+      y: 200 + (e < 4 ? e * 3 : 10 + r() * 4),
+      epoch: e,
+      current: e === 6,
+    }));
+    const { tags, covered } = placeEpochTags(points, [], 800, 600);
+    const placed = tags.map((t) => t.index);
+    expect(placed).toEqual([...placed].sort((a, b) => a - b));
+    expect(placed).toEqual(expect.arrayContaining([0, 6, 10]));
+    expect(placed.length).toBeLessThan(11); // some had no room: left out rather than printed over
+    for (let i = 0; i < tags.length; i++)
+      for (let j = i + 1; j < tags.length; j++) expect(boxesOverlap(tags[i].box, tags[j].box)).toBe(false);
+    for (const t of tags)
+      points.forEach((p, j) => {
+        if (j !== t.index) expect(boxesOverlap(t.box, [p.x - 3, p.y - 3, p.x + 3, p.y + 3])).toBe(false);
+      });
+    expect(covered).toEqual([]);
+  });
+
+  it("moves a tag to a free corner instead of onto a concept label", () => {
+    const points: TagPoint[] = [
+      { x: 100, y: 100, epoch: 0, current: false },
+      { x: 300, y: 300, epoch: 5, current: true },
+    ];
+    const above = label(290, 270, 360, 298); // covers the corners above the current point
+    const { tags, covered } = placeEpochTags(points, [above], 800, 600);
+    const current = tags.find((t) => t.index === 1)!;
+    expect(current.y).toBeGreaterThan(300); // below it
+    expect(boxesOverlap(current.box, above.box)).toBe(false);
+    expect(covered).toEqual([]);
+  });
+
+  it("keeps the current epoch's tag over a label when nothing else is free, and names the label to hide", () => {
+    const points: TagPoint[] = [
+      { x: 100, y: 100, epoch: 0, current: false },
+      { x: 300, y: 300, epoch: 5, current: true },
+    ];
+    const labels = [label(250, 270, 350, 330), label(600, 500, 700, 520)];
+    const { tags, covered } = placeEpochTags(points, labels, 800, 600);
+    expect(tags.map((t) => t.index)).toEqual([0, 1]);
+    expect(covered).toEqual([0]);
+  });
+
+  it("stays inside the map and shows nothing for a single point", () => {
+    const points: TagPoint[] = [
+      { x: 795, y: 5, epoch: 10, current: true },
+      { x: 400, y: 300, epoch: 0, current: false },
+    ];
+    const { tags } = placeEpochTags(points, [], 800, 600);
+    const edge = tags.find((t) => t.index === 0)!;
+    expect(edge.anchor).toBe("end");
+    expect(edge.box[0]).toBeGreaterThanOrEqual(0);
+    expect(edge.box[1]).toBeGreaterThanOrEqual(0);
+    expect(edge.box[2]).toBeLessThanOrEqual(800);
+    expect(placeEpochTags([points[0]], [], 800, 600).tags).toEqual([]);
   });
 });

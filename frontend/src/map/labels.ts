@@ -126,3 +126,102 @@ export function anyOverlap(labels: MapLabel[]): boolean {
     }
   return false;
 }
+
+/** One point of a selected neuron's trajectory, in CSS pixels. */
+export interface TagPoint {
+  x: number;
+  y: number;
+  epoch: number;
+  current: boolean;
+}
+
+/** A trajectory point's epoch tag ("e4") as placed: text anchored at (x, y) on the given side. */
+export interface EpochTag {
+  /** Index into the points given to {@link placeEpochTags}. */
+  index: number;
+  x: number;
+  y: number;
+  anchor: "start" | "end";
+  box: [number, number, number, number];
+}
+
+export interface TagOptions {
+  charWidth: number;
+  height: number;
+  /** Gap between a point and its tag. */
+  gap: number;
+  /** Half side of the square kept clear around every trajectory dot. */
+  dot: number;
+}
+
+export const DEFAULT_TAG_OPTIONS: TagOptions = { charWidth: 6.4, height: 12, gap: 4, dot: 3 };
+
+type Box = [number, number, number, number];
+
+const overlaps = (a: Box, b: Box) => a[0] < b[2] && a[2] > b[0] && a[1] < b[3] && a[3] > b[1];
+
+/**
+ * Epoch tags of a trajectory without overlaps: the current epoch first, then the first and the last, then the
+ * rest from early to late; each tries the four corners around its point (above right, below right, above left,
+ * below left) and takes the first whose box is inside the map and clear of every tag placed so far, of every
+ * trajectory dot and of the concept labels. A tag with no free corner is left out (its dot stays, and the
+ * slider names every epoch), except the current epoch's and the two ends', which then cover a concept label
+ * rather than disappear: those labels' indexes come back in `covered` for the caller to hide.
+ *
+ * Args: the trajectory's points and the map's concept labels (both in CSS pixels), the map's size.
+ * Returns: the tags placed, in the order of `points`, and the labels they cover.
+ */
+export function placeEpochTags(
+  points: TagPoint[],
+  labels: MapLabel[],
+  width: number,
+  height: number,
+  options: Partial<TagOptions> = {},
+): { tags: EpochTag[]; covered: number[] } {
+  const o = { ...DEFAULT_TAG_OPTIONS, ...options };
+  if (points.length < 2) return { tags: [], covered: [] };
+  const last = points.length - 1;
+  const order = points.map((_, i) => i);
+  const rank = (i: number) => (points[i].current ? 0 : i === 0 ? 1 : i === last ? 2 : 3);
+  order.sort((a, b) => rank(a) - rank(b) || a - b);
+  const dots: Box[] = points.map((p) => [p.x - o.dot, p.y - o.dot, p.x + o.dot, p.y + o.dot]);
+  const placed: EpochTag[] = [];
+  const covered = new Set<number>();
+  const candidates = (i: number): EpochTag[] => {
+    const p = points[i];
+    const w = `e${p.epoch}`.length * o.charWidth;
+    const up = p.y - o.gap; // text baseline of a tag above the point; its box spans [up - height, up]
+    const down = p.y + o.gap + o.height;
+    return (
+      [
+        [p.x + o.gap, up, "start"],
+        [p.x + o.gap, down, "start"],
+        [p.x - o.gap, up, "end"],
+        [p.x - o.gap, down, "end"],
+      ] as [number, number, "start" | "end"][]
+    ).map(([x, y, anchor]) => {
+      const x0 = anchor === "start" ? x : x - w;
+      // a pixel of air on each side, so that two tags never read as one ("e4e1")
+      return { index: i, x, y, anchor, box: [x0 - 1, y - o.height + 2, x0 + w + 1, y + 2] as Box };
+    });
+  };
+  const free = (tag: EpochTag, withLabels: boolean) =>
+    tag.box[0] >= 0 &&
+    tag.box[1] >= 0 &&
+    tag.box[2] <= width &&
+    tag.box[3] <= height &&
+    !placed.some((q) => overlaps(q.box, tag.box)) &&
+    !dots.some((d, j) => j !== tag.index && overlaps(d, tag.box)) &&
+    (!withLabels || !labels.some((l) => overlaps(l.box, tag.box)));
+  for (const i of order) {
+    const options = candidates(i);
+    let tag = options.find((t) => free(t, true));
+    if (!tag && rank(i) < 3) {
+      tag = options.find((t) => free(t, false));
+      if (tag) labels.forEach((l, j) => overlaps(l.box, tag!.box) && covered.add(j));
+    }
+    if (tag) placed.push(tag);
+  }
+  placed.sort((a, b) => a.index - b.index);
+  return { tags: placed, covered: [...covered].sort((a, b) => a - b) };
+}

@@ -26,7 +26,7 @@ import { mixAbgr, toAbgr } from "../colors";
 import type { ZoomBox } from "../state/url";
 import { alignFrom, easeInOut, lerpInto } from "./glide";
 import { HitIndex } from "./hit";
-import type { MapLabel } from "./labels";
+import { type MapLabel, placeEpochTags } from "./labels";
 import { makeStamp, Raster, type StampSet } from "./raster";
 
 const BACKGROUND = toAbgr("#fbfbfa");
@@ -781,13 +781,25 @@ export class MapView {
       .attr("r", (d) => (d.current ? 4 : 2.6))
       .attr("cx", (d) => d.c[0])
       .attr("cy", (d) => d.c[1]);
+    // Epoch tags placed without overlaps (labels.ts); a tag that must stay (current, first, last) hides the
+    // concept label under it rather than print over it.
+    const shownLabels = this.labelsHidden ? [] : this.labels;
+    const { tags, covered } = placeEpochTags(
+      pts.map((p) => ({ x: p.c[0], y: p.c[1], epoch: p.epoch, current: p.current })),
+      shownLabels,
+      this.cssWidth,
+      this.cssHeight,
+    );
+    const hidden = new Set(covered.map((i) => shownLabels[i]));
+    this.svg.selectAll<SVGGElement, MapLabel>("g.map-label").classed("covered", (d) => hidden.has(d));
     g.selectAll("text.traj-epoch")
-      .data(pts.length > 1 ? pts : [])
+      .data(tags)
       .join("text")
-      .attr("class", "traj-epoch")
-      .attr("x", (d) => d.c[0] + 5)
-      .attr("y", (d) => d.c[1] - 5)
-      .text((d) => `e${d.epoch}`);
+      .attr("class", (d) => (pts[d.index].current ? "traj-epoch current" : "traj-epoch"))
+      .attr("text-anchor", (d) => d.anchor)
+      .attr("x", (d) => d.x)
+      .attr("y", (d) => d.y)
+      .text((d) => `e${pts[d.index].epoch}`);
     if (!this.labelsHidden && this.transform !== this.labelTransform) this.setLabelsHidden(true);
   }
 
@@ -815,6 +827,7 @@ export class MapView {
     sel.attr("transform", (d) => `translate(${d.x.toFixed(1)},${d.y.toFixed(1)})`);
     sel.selectAll<SVGTextElement, MapLabel>("text").text((d) => d.text);
     this.setLabelsHidden(this.stats.gliding);
+    this.drawOverlay(); // the trajectory's epoch tags make room for the new labels
   }
 
   /** Positions or visibility changed: the hit index is rebuilt lazily, at the next pointer query. */
