@@ -5,14 +5,18 @@ no half-written report); the API serves it and refuses bad ids and file names; t
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
+from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.datadir import wait_exit
 from tests.frontend.browser import requires_browser
+
+ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = [pytest.mark.slow, requires_browser()]
 
@@ -110,6 +114,19 @@ def test_eval_job_writes_a_complete_report_that_the_findings_view_renders(
                 "image/svg"
             )
     assert not math.isnan(results["timings"]["total_s"])
+    # bench/eval_seeds.py reads such reports side by side: the same world twice has no spread and every verdict
+    # of the one world "holds for every seed"
+    seeds = _eval_seeds().main([str(published), str(published / "results.json")])
+    assert seeds["worlds"] == 2
+    unified = seeds["auc"]["across_unified"]
+    assert unified["std"] == 0.0 and unified["mean"] == round(
+        results["alignment"]["settings"]["across"]["unified"]["auc"], 3
+    )
+    holds = [s["order_holds"]["train_top1"] for s in results["reversion"]["stages"]]
+    assert seeds["holds_for_every_seed"]["reversion_order"] == (bool(holds) and all(holds))
+    assert seeds["holds_for_every_seed"]["unified_beats_baselines_across"] == bool(
+        results["alignment"]["beats_baselines_across"]
+    )
 
     # The page renders every section: both sentences, its plot loaded, and the tables.
     ui.goto(f"/findings?space={space}")
@@ -124,3 +141,11 @@ def test_eval_job_writes_a_complete_report_that_the_findings_view_renders(
     assert ui.page.get_by_test_id("reversion-table").count() == len(results["reversion"]["stages"])
     assert ui.page.get_by_test_id("alignment-table").count() == 1
     ui.assert_no_problems()
+
+
+def _eval_seeds():
+    """``bench/eval_seeds.py`` as a module (the bench folder is not a package)."""
+    spec = importlib.util.spec_from_file_location("eval_seeds", ROOT / "bench" / "eval_seeds.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
