@@ -32,6 +32,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from worker.allocator import keep_freed_memory  # noqa: E402
 from worker.engine.stimuli import compute_stimuli  # noqa: E402
 from worker.models.demo_net import demo_vgg  # noqa: E402
 from worker.models.layers import default_layers  # noqa: E402
@@ -82,6 +83,7 @@ def main() -> None:
     parser.add_argument("--mem-child", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    keep_freed_memory()  # as the worker that runs the stimuli pass does (worker/allocator.py)
     if args.mem_child is not None:
         _memory_child(args.mem_child, args.batch_size)
         return

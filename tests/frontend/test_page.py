@@ -166,6 +166,17 @@ def test_clicking_a_neuron_opens_its_panel_with_patches_evolution_and_neighbours
     )
     assert ui.map.locator(".map-overlay path.traj-line").count() == 1
     assert ui.map.locator(".map-overlay .traj-dot.current").count() == 1
+    # Its epoch tags as drawn (real glyph boxes): the current epoch's among them, no two overlapping.
+    tags = ui.map.locator(".map-overlay text.traj-epoch").evaluate_all(
+        "els => els.map(e => { const b = e.getBBox();"
+        " return [b.x, b.y, b.x + b.width, b.y + b.height, e.textContent, e.classList.contains('current')]; })"
+    )
+    assert [t[4] for t in tags if t[5]] == [f"e{ui.app('state()')['epoch']}"], tags
+    for i, a in enumerate(tags):
+        for b in tags[i + 1 :]:
+            assert not (
+                a[0] < b[2] - 0.5 and b[0] < a[2] - 0.5 and a[1] < b[3] - 0.5 and b[1] < a[3] - 0.5
+            ), (a, b)
     ring = ui.map.locator(".map-overlay .selected-ring")
     assert ring.is_visible()
     # (The panel narrowed the map, so the neuron is drawn elsewhere than where it was clicked.)
