@@ -12,6 +12,9 @@ a multiple of JPEG's 16-px blocks, so no tile bleeds into its neighbour. Threads
 the GIL while it encodes JPEG, and two threads took twice as long per sprite. Sprites written by earlier
 versions (``.webp``) are still served: rows name their files.
 
+Sprites are cut and encoded a chunk of neurons at a time (:func:`sprite_chunk`), so that the pixels held at
+once stay bounded whatever the model's size; chunking changes no byte of any sprite.
+
 A job writes its sprites into its scratch folder (``staging``, see :attr:`worker.jobs.context.JobContext.scratch`),
 mirroring that layout, and :func:`publish_files` renames them into place as the last step of the transaction that
 writes the rows referencing them; rewriting a snapshot simply replaces them. A job cancelled, failed or killed
@@ -43,6 +46,11 @@ from worker.jobs.common import write_file_atomically
 TILE = 64
 #: JPEG quality of the sprites (mean error ~6 grey levels on the demo world's patches, as WebP at 85).
 SPRITE_QUALITY = 85
+#: Sprite pixels held at once when the images are preloaded (1,092 neurons at k = 10): one array for a whole
+#: snapshot grew with the model — 590 MB for ResNet18's 4,800 neurons, ~3 GB for a ResNet50-size model.
+SPRITE_BYTES_PRELOADED = 128 << 20
+#: … and when each chunk decodes its images again from disk (8,738 neurons at k = 10: one pass for most models).
+SPRITE_BYTES_STREAMED = 1 << 30
 
 log = logging.getLogger(__name__)
 
@@ -86,43 +94,67 @@ def write_patch_files(
         fields = receptive_fields(model, layers, (first.height, first.width))
     decoded = dataset.preloaded_rgb()  # decoded by the stimuli pass when the data set is small: cut at once
     crops_share = 0.2 if decoded is not None else 0.6  # of the stage's time, roughly (the rest: encoding)
-    sprites = make_sprites(
-        stimuli,
-        fields,
-        dataset.load_pil,
-        tile=TILE,
-        progress=(lambda done: progress(crops_share * done, f"patches: crops {done:.0%}"))
-        if progress
-        else None,
-        images=decoded,
-    )
-    rows = [
-        {
-            "neuron_id": int(neuron_ids[patch.neuron]),
-            "rank": patch.rank,
-            "image_idx": patch.image_index,
-            "y0": patch.box[0],
-            "x0": patch.box[1],
-            "y1": patch.box[2],
-            "x1": patch.box[3],
-            "file": sprite_path(snapshot_id, int(neuron_ids[patch.neuron])),
-        }
-        for patch in sprites.patches
-    ]
+    rows: list[dict] = []
     root = Path(staging) if staging is not None else Path(data_dir())
     (root / sprite_path(snapshot_id, 0)).parent.mkdir(parents=True, exist_ok=True)
-    for done, neuron_id in enumerate(neuron_ids, start=1):
-        buffer = io.BytesIO()
-        Image.fromarray(sprites.pixels[done - 1]).save(buffer, format="JPEG", quality=SPRITE_QUALITY)
-        path = root / sprite_path(snapshot_id, int(neuron_id))
-        if staging is not None:
-            path.write_bytes(buffer.getvalue())  # a private scratch folder: publish_files is the atomic step
-        else:
-            write_file_atomically(path, buffer.getvalue())
-        if progress is not None and done % 64 == 0:
-            fraction = crops_share + (1 - crops_share) * done / len(neuron_ids)
-            progress(fraction, f"patches: sprites {done}/{len(neuron_ids)} neurons")
+    total = len(neuron_ids)
+    chunk = sprite_chunk(stimuli.k, preloaded=decoded is not None)
+    for start in range(0, total, chunk):
+        part = np.arange(start, min(start + chunk, total))
+        share = part.size / max(1, total)
+
+        def crops_done(done: float, start: int = start, share: float = share) -> None:
+            progress(
+                crops_share * (start / total + share * done),
+                f"patches: crops {start / total + share * done:.0%}",
+            )
+
+        sprites = make_sprites(
+            stimuli,
+            fields,
+            dataset.load_pil,
+            tile=TILE,
+            neurons=part,
+            progress=crops_done if progress else None,
+            images=decoded,
+        )
+        rows.extend(
+            {
+                "neuron_id": int(neuron_ids[patch.neuron]),
+                "rank": patch.rank,
+                "image_idx": patch.image_index,
+                "y0": patch.box[0],
+                "x0": patch.box[1],
+                "y1": patch.box[2],
+                "x1": patch.box[3],
+                "file": sprite_path(snapshot_id, int(neuron_ids[patch.neuron])),
+            }
+            for patch in sprites.patches
+        )
+        for row_in_chunk, neuron in enumerate(part):
+            buffer = io.BytesIO()
+            Image.fromarray(sprites.pixels[row_in_chunk]).save(buffer, format="JPEG", quality=SPRITE_QUALITY)
+            path = root / sprite_path(snapshot_id, int(neuron_ids[neuron]))
+            if staging is not None:
+                path.write_bytes(
+                    buffer.getvalue()
+                )  # a private scratch folder: publish_files is the atomic step
+            else:
+                write_file_atomically(path, buffer.getvalue())
+            done = int(neuron) + 1
+            if progress is not None and done % 64 == 0:
+                fraction = crops_share + (1 - crops_share) * done / total
+                progress(fraction, f"patches: sprites {done}/{total} neurons")
+        del sprites  # the next chunk's pixels reuse the memory
     return rows
+
+
+def sprite_chunk(k: int, preloaded: bool) -> int:
+    """How many neurons' sprites are cut and encoded together: their pixels stay under
+    :data:`SPRITE_BYTES_PRELOADED` when the images are in memory (a chunk costs nothing extra then), under
+    :data:`SPRITE_BYTES_STREAMED` when each chunk must decode its images again."""
+    budget = SPRITE_BYTES_PRELOADED if preloaded else SPRITE_BYTES_STREAMED
+    return max(1, budget // (TILE * TILE * max(1, k) * 3))
 
 
 def publish_files(staging: Path, root: Path | None = None) -> int:

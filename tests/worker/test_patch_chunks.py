@@ -1,0 +1,60 @@
+"""Sprites cut and encoded a chunk of neurons at a time are exactly those of one pass over all neurons."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from tests.fixtures.tiny_space import tiny_net
+from worker.jobs import patches as patch_jobs
+from worker.models.layers import default_layers
+from worker.pipeline import open_dataset, snapshot_stimuli
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*.jpg"))}
+
+
+@pytest.mark.parametrize("preloaded", [True, False])
+def test_chunks_give_the_same_sprites_and_rows(tmp_path: Path, monkeypatch, preloaded: bool) -> None:
+    rng = np.random.default_rng(3)
+    for c in ("a", "b"):
+        (tmp_path / "images" / c).mkdir(parents=True)
+        for i in range(6):
+            pixels = rng.integers(0, 255, (24, 24, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(tmp_path / "images" / c / f"{c}{i}.png")
+    torch.manual_seed(0)
+    model = tiny_net().eval()
+    layers = default_layers(model)
+    dataset = open_dataset(tmp_path / "images")
+    stimuli = snapshot_stimuli(model, dataset, layers, k=3, batch_size=4)
+    if not preloaded:  # as for a data set too large to keep decoded: every chunk decodes its images again
+        monkeypatch.setattr(dataset, "preloaded_rgb", lambda: None)
+    assert (dataset.preloaded_rgb() is not None) == preloaded
+    neuron_ids = np.arange(100, 100 + stimuli.n_neurons)
+
+    def write(folder: str) -> list[dict]:
+        return patch_jobs.write_patch_files(
+            7, neuron_ids, stimuli, model, layers, dataset, staging=tmp_path / folder
+        )
+
+    whole = write("whole")
+    assert patch_jobs.sprite_chunk(stimuli.k, preloaded) >= stimuli.n_neurons  # one chunk at the real budget
+    # a budget of 3 sprites: the 10 neurons go in chunks of 3, 3, 3 and 1
+    sprite_bytes = patch_jobs.TILE * patch_jobs.TILE * stimuli.k * 3
+    for name in ("SPRITE_BYTES_PRELOADED", "SPRITE_BYTES_STREAMED"):
+        monkeypatch.setattr(patch_jobs, name, 3 * sprite_bytes + 1)
+    assert patch_jobs.sprite_chunk(stimuli.k, preloaded) == 3
+    chunked = write("chunked")
+
+    def key(row: dict) -> tuple:
+        return (row["neuron_id"], row["rank"])
+
+    assert sorted(chunked, key=key) == sorted(whole, key=key)
+    assert len(whole) == stimuli.n_neurons * stimuli.k
+    assert _files(tmp_path / "chunked") == _files(tmp_path / "whole")
+    assert len(_files(tmp_path / "whole")) == stimuli.n_neurons
