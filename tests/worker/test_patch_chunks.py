@@ -43,12 +43,11 @@ def test_chunks_give_the_same_sprites_and_rows(tmp_path: Path, monkeypatch, prel
         )
 
     whole = write("whole")
-    assert patch_jobs.sprite_chunk(stimuli.k, preloaded) >= stimuli.n_neurons  # one chunk at the real budget
+    assert patch_jobs.sprite_chunk(stimuli.k) >= stimuli.n_neurons  # one chunk at the real budget
     # a budget of 3 sprites: the 10 neurons go in chunks of 3, 3, 3 and 1
     sprite_bytes = patch_jobs.TILE * patch_jobs.TILE * stimuli.k * 3
-    for name in ("SPRITE_BYTES_PRELOADED", "SPRITE_BYTES_STREAMED"):
-        monkeypatch.setattr(patch_jobs, name, 3 * sprite_bytes + 1)
-    assert patch_jobs.sprite_chunk(stimuli.k, preloaded) == 3
+    monkeypatch.setattr(patch_jobs, "SPRITE_BYTES", 3 * sprite_bytes + 1)
+    assert patch_jobs.sprite_chunk(stimuli.k) == 3
     chunked = write("chunked")
 
     def key(row: dict) -> tuple:

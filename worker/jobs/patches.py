@@ -46,11 +46,10 @@ from worker.jobs.common import write_file_atomically
 TILE = 64
 #: JPEG quality of the sprites (mean error ~6 grey levels on the demo world's patches, as WebP at 85).
 SPRITE_QUALITY = 85
-#: Sprite pixels held at once when the images are preloaded (1,092 neurons at k = 10): one array for a whole
-#: snapshot grew with the model — 590 MB for ResNet18's 4,800 neurons, ~3 GB for a ResNet50-size model.
-SPRITE_BYTES_PRELOADED = 128 << 20
-#: … and when each chunk decodes its images again from disk (8,738 neurons at k = 10: one pass for most models).
-SPRITE_BYTES_STREAMED = 1 << 30
+#: Sprite pixels held at once (8,738 neurons at k = 10): one array for a whole snapshot grew with the model —
+#: 590 MB for ResNet18's 4,800 neurons, 3.1 GiB for ResNet50's 26,560. Not smaller: each chunk repeats the
+#: crop path's per-size work and, where images are not preloaded, decodes its images again.
+SPRITE_BYTES = 1 << 30
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +97,7 @@ def write_patch_files(
     root = Path(staging) if staging is not None else Path(data_dir())
     (root / sprite_path(snapshot_id, 0)).parent.mkdir(parents=True, exist_ok=True)
     total = len(neuron_ids)
-    chunk = sprite_chunk(stimuli.k, preloaded=decoded is not None)
+    chunk = sprite_chunk(stimuli.k)
     for start in range(0, total, chunk):
         part = np.arange(start, min(start + chunk, total))
         share = part.size / max(1, total)
@@ -149,12 +148,9 @@ def write_patch_files(
     return rows
 
 
-def sprite_chunk(k: int, preloaded: bool) -> int:
-    """How many neurons' sprites are cut and encoded together: their pixels stay under
-    :data:`SPRITE_BYTES_PRELOADED` when the images are in memory (a chunk costs nothing extra then), under
-    :data:`SPRITE_BYTES_STREAMED` when each chunk must decode its images again."""
-    budget = SPRITE_BYTES_PRELOADED if preloaded else SPRITE_BYTES_STREAMED
-    return max(1, budget // (TILE * TILE * max(1, k) * 3))
+def sprite_chunk(k: int) -> int:
+    """How many neurons' sprites are cut and encoded together: their pixels stay under :data:`SPRITE_BYTES`."""
+    return max(1, SPRITE_BYTES // (TILE * TILE * max(1, k) * 3))
 
 
 def publish_files(staging: Path, root: Path | None = None) -> int:
