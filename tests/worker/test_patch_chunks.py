@@ -37,9 +37,19 @@ def test_chunks_give_the_same_sprites_and_rows(tmp_path: Path, monkeypatch, prel
     assert (dataset.preloaded_rgb() is not None) == preloaded
     neuron_ids = np.arange(100, 100 + stimuli.n_neurons)
 
+    reported: list[float] = []
+
     def write(folder: str) -> list[dict]:
+        reported.clear()
         return patch_jobs.write_patch_files(
-            7, neuron_ids, stimuli, model, layers, dataset, staging=tmp_path / folder
+            7,
+            neuron_ids,
+            stimuli,
+            model,
+            layers,
+            dataset,
+            progress=lambda fraction, _message: reported.append(fraction),
+            staging=tmp_path / folder,
         )
 
     whole = write("whole")
@@ -49,6 +59,8 @@ def test_chunks_give_the_same_sprites_and_rows(tmp_path: Path, monkeypatch, prel
     monkeypatch.setattr(patch_jobs, "SPRITE_BYTES", 3 * sprite_bytes + 1)
     assert patch_jobs.sprite_chunk(stimuli.k) == 3
     chunked = write("chunked")
+    # progress over the whole stage, not restarting with each chunk
+    assert reported == sorted(reported) and reported[-1] == pytest.approx(1.0), reported
 
     def key(row: dict) -> tuple:
         return (row["neuron_id"], row["rank"])

@@ -18,7 +18,8 @@ placements — what a user reads off the map. The cosine decides only where ther
 (``cosine < MIN_COSINE``). Why not both: on the default demo world even the base snapshot, whose neurons the
 image vectors were fitted to, agrees only at median cosine 0.62 between halves (other epochs 0.30–0.62), so a
 cosine rule at issue 13's goal of 0.9 flagged every epoch and told the user nothing; the map-level rule flags
-the epochs whose points really jump (0.10–0.16 of the map: the random initialisations and overfit's epochs 1–3) and passes those that move 3–8 %. Both figures are stored and shown with the flag.
+the epochs whose points really jump (0.10–0.16 of the map: the random initialisations and overfit's epochs
+1–3) and passes those that move 3–8 %. Both figures are stored and shown with the flag.
 """
 
 from __future__ import annotations

@@ -100,13 +100,11 @@ def write_patch_files(
     chunk = sprite_chunk(stimuli.k)
     for start in range(0, total, chunk):
         part = np.arange(start, min(start + chunk, total))
-        share = part.size / max(1, total)
 
-        def crops_done(done: float, start: int = start, share: float = share) -> None:
-            progress(
-                crops_share * (start / total + share * done),
-                f"patches: crops {start / total + share * done:.0%}",
-            )
+        def report(within: float, message: str, start: int = start, size: int = part.size) -> None:
+            """Progress over the whole stage: this chunk spans neurons start … start + size of ``total``."""
+            if progress is not None:
+                progress((start + size * within) / max(1, total), message)
 
         sprites = make_sprites(
             stimuli,
@@ -114,7 +112,7 @@ def write_patch_files(
             dataset.load_pil,
             tile=TILE,
             neurons=part,
-            progress=crops_done if progress else None,
+            progress=lambda done, report=report: report(crops_share * done, f"patches: crops {done:.0%}"),
             images=decoded,
         )
         rows.extend(
@@ -130,20 +128,17 @@ def write_patch_files(
             }
             for patch in sprites.patches
         )
-        for row_in_chunk, neuron in enumerate(part):
+        for encoded, neuron in enumerate(part, start=1):
             buffer = io.BytesIO()
-            Image.fromarray(sprites.pixels[row_in_chunk]).save(buffer, format="JPEG", quality=SPRITE_QUALITY)
+            Image.fromarray(sprites.pixels[encoded - 1]).save(buffer, format="JPEG", quality=SPRITE_QUALITY)
             path = root / sprite_path(snapshot_id, int(neuron_ids[neuron]))
-            if staging is not None:
-                path.write_bytes(
-                    buffer.getvalue()
-                )  # a private scratch folder: publish_files is the atomic step
+            if staging is not None:  # a private scratch folder: publish_files is the atomic step
+                path.write_bytes(buffer.getvalue())
             else:
                 write_file_atomically(path, buffer.getvalue())
-            done = int(neuron) + 1
-            if progress is not None and done % 64 == 0:
-                fraction = crops_share + (1 - crops_share) * done / total
-                progress(fraction, f"patches: sprites {done}/{total} neurons")
+            if encoded % 64 == 0 or encoded == part.size:
+                within = crops_share + (1 - crops_share) * encoded / part.size
+                report(within, f"patches: sprites {int(neuron) + 1}/{total} neurons")
         del sprites  # the next chunk's pixels reuse the memory
     return rows
 

@@ -41,6 +41,11 @@ export interface MapLabel {
   box: [number, number, number, number];
 }
 
+type Box = [number, number, number, number];
+
+/** Whether two boxes `[x0, y0, x1, y1]` overlap (touching edges do not). */
+const overlaps = (a: Box, b: Box) => a[0] < b[2] && a[2] > b[0] && a[1] < b[3] && a[3] > b[1];
+
 export const DEFAULT_LABEL_OPTIONS: LabelOptions = {
   cell: 90,
   minCount: 3,
@@ -108,7 +113,7 @@ export function placeLabels(input: LabelInput, options: Partial<LabelOptions> = 
     if (x0 < 0 || y0 < 0 || x1 > width || y1 > height) continue;
     const clash = placed.some(
       (q) =>
-        (x0 < q.box[2] && x1 > q.box[0] && y0 < q.box[3] && y1 > q.box[1]) ||
+        overlaps(q.box, p.box) ||
         (q.classIdx === p.classIdx && Math.hypot(q.x - p.x, q.y - p.y) < o.repeatDistance),
     );
     if (!clash) placed.push(p);
@@ -119,11 +124,7 @@ export function placeLabels(input: LabelInput, options: Partial<LabelOptions> = 
 /** Whether any two labels' boxes overlap (used by tests and as a runtime assertion in development). */
 export function anyOverlap(labels: MapLabel[]): boolean {
   for (let i = 0; i < labels.length; i++)
-    for (let j = i + 1; j < labels.length; j++) {
-      const a = labels[i].box;
-      const b = labels[j].box;
-      if (a[0] < b[2] && a[2] > b[0] && a[1] < b[3] && a[3] > b[1]) return true;
-    }
+    for (let j = i + 1; j < labels.length; j++) if (overlaps(labels[i].box, labels[j].box)) return true;
   return false;
 }
 
@@ -155,10 +156,6 @@ export interface TagOptions {
 }
 
 export const DEFAULT_TAG_OPTIONS: TagOptions = { charWidth: 6.4, height: 12, gap: 4, dot: 3 };
-
-type Box = [number, number, number, number];
-
-const overlaps = (a: Box, b: Box) => a[0] < b[2] && a[2] > b[0] && a[1] < b[3] && a[3] > b[1];
 
 /**
  * Epoch tags of a trajectory without overlaps: the current epoch first, then the first and the last, then the
