@@ -8,6 +8,12 @@ worker can store it with the space and reload it.
 
 Note: importing/fitting umap-learn costs a one-off numba JIT warm-up per fresh process (tens of seconds on a
 slow CPU) — keep it out of hot paths.
+
+Speed (issue 12): umap-learn's ``transform`` starts each new point at the weighted mean of its neighbours'
+positions with a Python loop that slices the sparse graph once per point — half of a ResNet18 snapshot's
+transform (0.9 s of 1.8 s for 4,800 neurons). :func:`init_graph_transform` computes the same numbers with array
+operations (same float32 operations in the same order, so bit-identical: tested against umap-learn's own on
+random graphs) and replaces umap-learn's while a :class:`Projection` transforms.
 """
 
 from __future__ import annotations
@@ -59,6 +65,7 @@ class Projection:
             ``(n, 2)`` float32 positions; the same input always gives the same output.
         """
         arr = _check(vectors, self.dim)
+        _use_array_initialisation()
         return np.asarray(self.reducer.transform(arr), dtype=np.float32)
 
     def to_bytes(self) -> bytes:
@@ -79,6 +86,55 @@ class Projection:
         if not isinstance(obj, Projection):
             raise ConceptEvoError(f"stored projection is a {type(obj).__name__}, not a Projection")
         return obj
+
+
+def init_graph_transform(graph: Any, embedding: np.ndarray) -> np.ndarray:
+    """umap-learn's ``init_graph_transform`` without its per-row loop: each new point starts at the mean of its
+    neighbours' positions weighted by the graph's strengths (at a neighbour's position exactly when a strength is
+    1; NaN without neighbours).
+
+    Bit-identical to umap-learn's: the row sums use numpy's own sum on each row (its pairwise order), the weights
+    and products are the same float32 operations, and each row accumulates its neighbours in stored order.
+
+    Args:
+        graph: ``(n_new, n_base)`` CSR strengths, explicit zeros removed.
+        embedding: ``(n_base, 2)`` the base positions.
+
+    Returns:
+        ``(n_new, 2)`` float32 starting positions.
+    """
+    indptr = np.asarray(graph.indptr, dtype=np.int64)
+    data, cols = graph.data, graph.indices
+    counts = np.diff(indptr)
+    result = np.zeros((graph.shape[0], embedding.shape[1]), dtype=np.float32)
+    # one sum per row through numpy's reduction, which sums pairwise: a running sum would round differently
+    sums = np.array([data[a:b].sum() for a, b in zip(indptr[:-1], indptr[1:], strict=True)], dtype=data.dtype)
+    row_of = np.repeat(np.arange(graph.shape[0]), counts)
+    weights = data / np.repeat(sums, counts)
+    position = np.arange(data.size) - indptr[row_of]  # rank of each entry within its row
+    for j in range(int(counts.max(initial=0))):
+        at = np.flatnonzero(position == j)
+        result[row_of[at]] += weights[at, None] * embedding[cols[at]]
+    exact = np.flatnonzero(data == 1)  # a strength of 1: the point is that neighbour (the first such one)
+    if exact.size:
+        first = np.unique(row_of[exact], return_index=True)[1]
+        result[row_of[exact[first]]] = embedding[cols[exact[first]]]
+    result[counts == 0] = np.nan
+    return result
+
+
+#: umap-learn's own ``init_graph_transform``, once :func:`_use_array_initialisation` has replaced it (tests compare).
+umap_init_graph_transform: Any = None
+
+
+def _use_array_initialisation() -> None:
+    """Make umap-learn's ``transform`` start its points with :func:`init_graph_transform` (same numbers)."""
+    global umap_init_graph_transform
+    from umap import umap_
+
+    if umap_.init_graph_transform is not init_graph_transform:
+        umap_init_graph_transform = umap_.init_graph_transform
+        umap_.init_graph_transform = init_graph_transform
 
 
 def fit_projection(

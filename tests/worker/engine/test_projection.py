@@ -58,3 +58,56 @@ def test_bad_inputs(fitted_projection) -> None:
 def test_fixture_reports_warm_up(fitted_projection) -> None:
     proj, _, _ = fitted_projection
     assert proj.fit_seconds > 0 and proj.first_transform_seconds > 0
+
+
+def _random_graph(rng: np.random.Generator, n_new: int, n_base: int, degree: int):
+    """A CSR strength graph like umap-learn's transform builds: up to ``degree`` neighbours per row (some rows
+    short or empty), strengths in (0, 1] with a few exact 1s."""
+    from scipy import sparse
+
+    rows, cols, vals = [], [], []
+    for row in range(n_new):
+        n = int(rng.integers(0, degree + 1)) if row % 7 == 0 else degree
+        picked = rng.choice(n_base, n, replace=False)
+        strengths = rng.random(n).astype(np.float32)
+        if row % 11 == 0 and n > 2:
+            strengths[rng.integers(1, n)] = 1.0  # identical to a base point, not first in its row
+        rows += [row] * n
+        cols += picked.tolist()
+        vals += strengths.tolist()
+    graph = sparse.coo_matrix((np.asarray(vals, np.float32), (rows, cols)), shape=(n_new, n_base)).tocsr()
+    graph.eliminate_zeros()
+    return graph
+
+
+def test_array_initialisation_is_umaps_to_the_bit(fitted_projection) -> None:
+    """The transform's starting positions: the array version against umap-learn's own loop (the oracle)."""
+    from worker.engine import projection
+
+    proj, base, _ = fitted_projection
+    proj.transform(base[:2])  # installs the array version, keeping umap-learn's
+    oracle = projection.umap_init_graph_transform
+    assert oracle is not None and oracle is not projection.init_graph_transform
+    rng = np.random.default_rng(3)
+    for embedding in (proj.base_positions, rng.normal(size=(120, 2)).astype(np.float64)):
+        graph = _random_graph(rng, 300, 120, 15)
+        expected, got = oracle(graph, embedding), projection.init_graph_transform(graph, embedding)
+        assert got.dtype == expected.dtype == np.float32
+        np.testing.assert_array_equal(got, expected)  # NaN rows (no neighbours) compare equal too
+        assert np.isnan(got).any() and (graph.data == 1).any()
+
+
+def test_transform_is_unchanged_by_the_array_initialisation(fitted_projection) -> None:
+    from umap import umap_
+
+    from worker.engine import projection
+
+    proj, base, _ = fitted_projection
+    new = base + np.random.default_rng(4).normal(0, 0.5, base.shape).astype(np.float32)
+    ours = proj.transform(new)
+    umap_.init_graph_transform = projection.umap_init_graph_transform
+    try:
+        theirs = np.asarray(proj.reducer.transform(new), dtype=np.float32)
+    finally:
+        umap_.init_graph_transform = projection.init_graph_transform
+    np.testing.assert_array_equal(ours, theirs)
