@@ -663,6 +663,69 @@ def eval_command(
     _enqueue("eval", {"space_id": space_id, "reps": reps, "images": images, "seed": seed})
 
 
+@app.command("eval-seeds")
+def eval_seeds_command(
+    reports: Annotated[
+        list[Path],
+        typer.Argument(
+            help="The eval report folders (data/reports/<space>) or results.json of 2 or more worlds."
+        ),
+    ],
+    name: Annotated[
+        str | None,
+        typer.Option(
+            help="Space whose report folder receives the summary (default: the first report's space)."
+        ),
+    ] = None,
+    labels: Annotated[
+        str | None, typer.Option(help="A name per world, comma-separated, e.g. 0,1,2 (default: 1,2,…).")
+    ] = None,
+) -> None:
+    """Combine several worlds' eval reports (e.g. the demo world built with seeds 0, 1, 2): mean ± std of each
+    finding over the seeds and whether it holds for every seed, written as seeds.json + seeds.md into
+    data/reports/<name>/, where the page's Findings view shows them.
+
+    Example: conceptevo eval-seeds data/reports/demo data/seeds/1/reports/demo data/seeds/2/reports/demo --labels 0,1,2
+    """
+    from backend.store.evaluation import SEEDS_FILE, SEEDS_MARKDOWN, report_folder_name
+    from worker.eval.report import plain
+    from worker.eval.seeds import load_results, markdown, summarise
+
+    if len(reports) < 2:
+        raise ConceptEvoError(
+            f"eval-seeds: {len(reports)} report given; one run is not a finding — give 2 or more worlds' reports"
+        )
+    names = [label.strip() for label in labels.split(",")] if labels is not None else None
+    if names is not None and (len(names) != len(reports) or not all(names)):
+        raise ConceptEvoError(
+            f"eval-seeds --labels: {len(names)} label(s) for {len(reports)} reports; give one per report, e.g. 0,1,2"
+        )
+    if name is not None and report_folder_name(name) is None:
+        raise ConceptEvoError(f"eval-seeds --name: {name!r} is not a space name; e.g. --name demo")
+    results = [load_results(path) for path in reports]
+    target_name = name if name is not None else str(results[0]["space"].get("name", ""))
+    folder = report_folder_name(target_name)
+    if folder is None:
+        raise ConceptEvoError(
+            f"eval-seeds: the first report's space name {target_name!r} is no folder name; give --name"
+        )
+    summary = plain(summarise(results, labels=names, sources=[str(path) for path in reports]))
+    out = _data_dir() / "reports" / folder
+    out.mkdir(parents=True, exist_ok=True)
+    for file, text in (
+        (SEEDS_FILE, json.dumps(summary, indent=1, allow_nan=False)),
+        (SEEDS_MARKDOWN, markdown(summary)),
+    ):
+        partial = out / f".{file}.partial"
+        partial.write_text(text)
+        partial.replace(out / file)  # readers see the old file or the new one, never half of one
+    every = [f["title"] for f in summary["findings"] if f["holds_for_every_seed"]]
+    typer.echo(
+        f"wrote {out / SEEDS_FILE} and {SEEDS_MARKDOWN}: {len(every)} of {len(summary['findings'])} findings hold "
+        f"for every one of {len(results)} seeds" + (f" ({'; '.join(every)})" if every else "")
+    )
+
+
 @app.command("rm")
 def rm_command(
     kind: Annotated[str, typer.Argument(help="run, dataset or space.")],

@@ -20,6 +20,10 @@ from backend.store.models import NeuronState, Space
 
 #: The report's machine-readable results, beside ``report.md`` and the plots.
 RESULTS_FILE = "results.json"
+#: The summary of several worlds' reports (``conceptevo eval-seeds``) and its Markdown, kept in the report folder
+#: of the space the page shows (an ``eval`` job carries them over when it rewrites the folder).
+SEEDS_FILE = "seeds.json"
+SEEDS_MARKDOWN = "seeds.md"
 #: Names of files a report may hold (what the API serves; never a path the client sends).
 REPORT_FILE = re.compile(r"^[a-z0-9_-]{1,80}\.(svg|png|md|json)$")
 
@@ -59,6 +63,19 @@ def neuron_states(session: Session, space_id: int, snapshot_id: int) -> NeuronSt
     )
 
 
+def report_folder_name(name: str) -> str | None:
+    """A space name made safe as a folder name, or None when nothing but dots would be left.
+
+    Args:
+        name: the space's name.
+
+    Returns:
+        ``name`` with every character outside ``A-Za-z0-9_.@+-`` replaced by ``_``, or None.
+    """
+    safe = re.sub(r"[^A-Za-z0-9_.@+-]", "_", name)
+    return safe if safe.strip(".") else None
+
+
 def report_dir(space: Space, root: Path | None = None) -> Path:
     """``<data dir>/reports/<space name>``, the name made safe as a folder name (``space-<id>`` if nothing is left).
 
@@ -66,9 +83,7 @@ def report_dir(space: Space, root: Path | None = None) -> Path:
         space: the space.
         root: the data directory (default :func:`~backend.store.config.data_dir`).
     """
-    safe = re.sub(r"[^A-Za-z0-9_.@+-]", "_", space.name)
-    if not safe.strip("."):
-        safe = f"space-{space.id}"
+    safe = report_folder_name(space.name) or f"space-{space.id}"
     return (root if root is not None else data_dir()) / "reports" / safe
 
 
@@ -76,6 +91,17 @@ def read_report(space: Space, root: Path | None = None) -> dict[str, Any] | None
     """The space's ``results.json`` as written by the last ``eval`` job, or None when there is none (or it is
     unreadable — a report is rewritten whole by its job, so a broken file means none)."""
     path = report_dir(space, root) / RESULTS_FILE
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def read_seeds(space: Space, root: Path | None = None) -> dict[str, Any] | None:
+    """The summary over several worlds (``seeds.json``, written by ``conceptevo eval-seeds``) kept in the space's
+    report folder, or None when there is none or it is unreadable."""
+    path = report_dir(space, root) / SEEDS_FILE
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError):

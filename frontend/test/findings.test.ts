@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 
 import type { Job } from "../src/api/types";
 import { parseState } from "../src/state/url";
-import { change, evalJobOf } from "../src/views/findings";
+import { change, evalJobOf, seedsLine, signed, type SeedFinding } from "../src/views/findings";
 
 const job = (id: number, kind: string, space: number) => ({ id, kind, params: { space_id: space } }) as unknown as Job;
 
@@ -18,5 +18,28 @@ describe("findings view helpers", () => {
     const active = [job(1, "add_snapshot", 1), job(2, "eval", 2), job(3, "eval", 1)];
     expect(evalJobOf(active, 1)?.id).toBe(3);
     expect(evalJobOf(active, 5)).toBeUndefined();
+  });
+  it("writes signed values with a true minus sign", () => {
+    expect(signed(-0.06)).toBe("−0.060");
+    expect(signed(0.1)).toBe("+0.100");
+    expect(signed(0)).toBe("+0.000");
+    expect(signed(null)).toBe("–");
+    expect(signed(Number.NaN)).toBe("–");
+  });
+  it("says per finding its mean ± std over the seeds and whether it holds for every seed", () => {
+    const finding: SeedFinding = {
+      key: "reversion_order",
+      title: "Reversion",
+      paper: "…",
+      measure: "…",
+      values: [-0.1, -0.05, -0.03],
+      mean: -0.06,
+      std: 0.036,
+      holds: [true, false, true],
+      holds_for_every_seed: false,
+    };
+    expect(seedsLine(finding)).toBe("over 3 seeds: −0.060 ± 0.036; holds for every seed: no (2 of 3)");
+    const every = { ...finding, values: [1, null], mean: 1, std: null, holds: [true, true], holds_for_every_seed: true };
+    expect(seedsLine(every)).toBe("over 2 seeds: +1.000; holds for every seed: yes");
   });
 });

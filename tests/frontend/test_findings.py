@@ -1,10 +1,13 @@
 """The evaluation report (issue 14) end to end over a copy of the tiny demo world: the Findings view offers to run
 the ``eval`` job when there is no report; ``conceptevo eval`` + a real worker write a complete, consistent report
 (every section; bins partition each layer; AUCs in [0, 1]; the shuffled space near chance; files published and
-no half-written report); the API serves it and refuses bad ids and file names; the page renders every section."""
+no half-written report); the API serves it and refuses bad ids and file names; the page renders every section.
+And the findings over several seeds: ``conceptevo eval-seeds`` on hand-built reports (no seed worlds are built
+here) writes the summary the page shows on a synthetic world — or, without one, the line giving the command."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import math
@@ -13,8 +16,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.datadir import wait_exit
+from backend.store import open_store
+from tests.datadir import DataDir, wait_exit
+from tests.fixtures.eval_reports import write_reports
+from tests.fixtures.synthetic import build_synthetic_store
 from tests.frontend.browser import requires_browser
+from tests.frontend.conftest import _serve
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -149,3 +156,77 @@ def _eval_seeds():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def test_findings_over_seeds_render_from_the_summary_eval_seeds_writes(open_ui, tmp_path):
+    # A synthetic world (nothing trained) whose space has a report of its own; the page has no seeds summary.
+    data = DataDir(tmp_path / "data")
+    data.root.mkdir()
+    store = open_store(str(data.db))
+    world = build_synthetic_store(store, n_neurons=4, n_epochs=2, n_runs=1, data_dir=data.root)
+    store.dispose()
+    space, folder = world.space_id, data.root / "reports" / "synthetic-space"
+    folder.mkdir(parents=True)
+    said = {"paper": "The paper's sentence.", "run": "This run's sentence.", "plot": None}
+    results = {
+        "space": {"id": space, "name": "synthetic-space", "base_run": "run-0", "base_epoch": 1},
+        "timings": {"total_s": 1.0},
+        "sections": {"reversion": said},
+        "files": ["results.json"],
+    }
+    (folder / "results.json").write_text(json.dumps(results))
+    with contextlib.ExitStack() as stack:
+        server = stack.enter_context(contextlib.contextmanager(_serve)(data))
+        ui = open_ui(server)
+        ui.goto(f"/findings?space={space}")
+        ui.page.get_by_test_id("finding-reversion").wait_for()
+        assert "conceptevo eval-seeds" in ui.page.get_by_test_id("findings-seeds-hint").inner_text()
+        assert ui.page.get_by_test_id("findings-seeds").count() == 0
+
+        # Three worlds' reports combined into this space's report folder by the CLI, as the README says.
+        reports = [str(f) for f in write_reports(tmp_path / "worlds")]
+        made = data.cli("eval-seeds", *reports, "--name", "synthetic-space", "--labels", "0,1,2")
+        assert made.returncode == 0, made.stderr
+        assert sorted(p.name for p in folder.iterdir()) == ["results.json", "seeds.json", "seeds.md"]
+        ui.goto(f"/findings?space={space}")
+        block = ui.page.get_by_test_id("findings-seeds")
+        block.wait_for()
+        assert (
+            "Over 3 seeds" in block.inner_text()
+            and ui.page.get_by_test_id("findings-seeds-hint").count() == 0
+        )
+        lines = {
+            "reversion_order": "over 3 seeds: −0.060 ± 0.036; holds for every seed: no (2 of 3)",
+            "high_lr_warning_early": "over 3 seeds: +0.000 ± 1.414; holds for every seed: no (1 of 3)",
+            "overfit_moves_less_per_epoch": "over 3 seeds: −0.167 ± 0.058; holds for every seed: yes",
+        }
+        for key, line in lines.items():
+            assert line in ui.page.get_by_test_id(f"seed-finding-{key}").inner_text(), key
+        table = ui.page.get_by_test_id("seeds-table")
+        assert [c.strip() for c in table.locator("thead th").all_inner_texts()] == [
+            "finding",
+            "seed 0",
+            "seed 1",
+            "seed 2",
+            "mean ± std",
+            "every seed",
+        ]
+        assert table.locator("tbody tr").count() == 5
+        assert table.locator("tbody tr").nth(2).locator("td").all_inner_texts() == [
+            "+1.000 ✓",
+            "−1.000 ✗",
+            "– ✗",
+            "+0.000 ± 1.414",
+            "✗ no",
+        ]
+        markdown = httpx.get(
+            server.url + block.get_by_role("link", name="seeds.md").get_attribute("href"), timeout=30
+        )
+        assert markdown.status_code == 200 and markdown.text.startswith("# Findings over 3 seeds")
+
+        # Without a report of its own the space still shows its findings over seeds, below the run button.
+        (folder / "results.json").unlink()
+        ui.goto(f"/findings?space={space}")
+        ui.page.get_by_test_id("findings-empty").wait_for()
+        assert ui.page.get_by_test_id("seeds-table").count() == 1
+        ui.assert_no_problems()

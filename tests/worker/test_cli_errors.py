@@ -168,6 +168,12 @@ CASES: dict[tuple[str, str], tuple[list[str], str]] = {
     ("eval", "--reps"): (["eval", "--reps", "0"], "reps"),
     ("eval", "--images"): (["eval", "--images", "0"], "images"),
     ("eval", "--seed"): (["eval", "--seed", "-1"], "seed"),
+    ("eval-seeds", "reports"): (["eval-seeds", "{tmp}/missing", "{tmp}/missing"], "no eval report"),
+    ("eval-seeds", "--name"): (["eval-seeds", "{tmp}/missing", "{tmp}/missing", "--name", ".."], "--name"),
+    ("eval-seeds", "--labels"): (
+        ["eval-seeds", "{tmp}/missing", "{tmp}/missing", "--labels", "0"],
+        "--labels",
+    ),
     ("rm", "kind"): (["rm", "model", "x"], "'model'"),
     ("rm", "name"): (["rm", "run", "nope"], "nope"),
     ("jobs", "action"): (["jobs", "restart"], "jobs list"),

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from backend.store import Dataset, find_snapshot, finishing, get_run, get_space
-from backend.store.evaluation import report_dir
+from backend.store.evaluation import SEEDS_FILE, SEEDS_MARKDOWN, report_dir
 from backend.store.jobspec import EvalParams
 from worker.engine.alignment import attribute_codes, label_neurons
 from worker.engine.neuron_embedding import train_neuron_embedding
@@ -233,8 +233,12 @@ def handle_eval(ctx: JobContext) -> None:
 
 
 def _publish(staged: Path, target: Path) -> None:
-    """Swap the staged folder in for the old report (two renames; the old one is removed after)."""
+    """Swap the staged folder in for the old report (two renames; the old one is removed after). The summary
+    over several worlds (``conceptevo eval-seeds``) is not this job's: it is carried over into the new folder."""
     target.parent.mkdir(parents=True, exist_ok=True)
+    for name in (SEEDS_FILE, SEEDS_MARKDOWN):
+        if (target / name).is_file() and not (staged / name).exists():
+            shutil.copy2(target / name, staged / name)
     old = target.with_name(f".{target.name}.old")
     shutil.rmtree(old, ignore_errors=True)
     if target.exists():

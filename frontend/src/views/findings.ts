@@ -4,6 +4,9 @@
  * alignment measured with ground truth, sensitivity, tied stimuli — each with its plot, one sentence on what the
  * paper found and one on what this run shows, and the tables (reversion per stage, alignment per setting).
  * With no report yet, a button queues the `eval` job and the view shows its progress until the report appears.
+ * One run is not a finding: when `conceptevo eval-seeds` has combined several worlds' reports into the space's
+ * report folder (`GET /api/spaces/{id}/report/seeds`), a block on top says per finding its mean ± std over the
+ * seeds and whether it holds for every seed, with a per-seed table; without one, a line gives the command.
  */
 
 import { ApiError, api, getJson } from "../api/client";
@@ -51,7 +54,34 @@ export interface Report {
   ready: boolean;
   results: ReportResults | null;
   files: Record<string, string>;
+  /** A summary over several worlds exists (`GET /api/spaces/{id}/report/seeds`). */
+  seeds?: boolean;
 }
+
+/** One finding over several worlds (`conceptevo eval-seeds`): each world's value and verdict. */
+export interface SeedFinding {
+  key: string;
+  title: string;
+  paper: string;
+  measure: string;
+  values: (number | null)[];
+  mean: number | null;
+  std: number | null;
+  holds: boolean[];
+  holds_for_every_seed: boolean;
+}
+
+export interface SeedsSummary {
+  space_id: number;
+  space_name: string;
+  worlds: number;
+  labels: string[];
+  findings: SeedFinding[];
+  files: Record<string, string>;
+}
+
+/** The command that combines several worlds' reports (README, Findings, gives the whole sequence). */
+export const SEEDS_COMMAND = "conceptevo eval-seeds REPORT_DIR REPORT_DIR … --labels 0,1,2";
 
 const TITLES: [string, string][] = [
   ["reversion", "Reversion of important evolutions (Table 1)"],
@@ -65,6 +95,21 @@ const TITLES: [string, string][] = [
 /** A signed change for the reversion table: +0.012 ± 0.003. */
 export function change(mean: number, std: number): string {
   return `${mean >= 0 ? "+" : "−"}${Math.abs(mean).toFixed(3)} ± ${std.toFixed(3)}`;
+}
+
+/** A signed value with a true minus sign: −0.060, +0.100; "–" for none. */
+export function signed(value: number | null | undefined, digits = 3): string {
+  if (value === null || value === undefined || !Number.isFinite(value)) return "–";
+  return `${value < 0 ? "−" : "+"}${Math.abs(value).toFixed(digits)}`;
+}
+
+/** The line of a finding over the seeds: "over 3 seeds: −0.060 ± 0.036; holds for every seed: no (2 of 3)". */
+export function seedsLine(finding: SeedFinding): string {
+  const n = finding.holds.length;
+  const spread = finding.std === null ? "" : ` ± ${finding.std.toFixed(3)}`;
+  const held = finding.holds.filter((h) => h).length;
+  const verdict = finding.holds_for_every_seed ? "yes" : `no (${held} of ${n})`;
+  return `over ${n} seeds: ${signed(finding.mean)}${spread}; holds for every seed: ${verdict}`;
 }
 
 /** The active `eval` job of a space, if any. */
@@ -95,10 +140,11 @@ export class FindingsView implements ViewController {
       }
       const spaceId = state.space ?? data.spaces[data.spaces.length - 1].id;
       const report = await getJson<Report>(`/api/spaces/${spaceId}/report`);
+      const seeds = report.seeds ? await getJson<SeedsSummary>(`/api/spaces/${spaceId}/report/seeds`) : null;
       if (gen !== this.generation) return;
       this.spaceId = spaceId;
-      if (!report.ready || !report.results) this.showEmpty(report);
-      else this.showReport(report, report.results);
+      if (!report.ready || !report.results) this.showEmpty(report, seeds);
+      else this.showReport(report, report.results, seeds);
       this.showProgress(this.ctx.jobs.active);
     } catch (err) {
       if (gen !== this.generation) return;
@@ -140,7 +186,7 @@ export class FindingsView implements ViewController {
       job.status === "queued" ? `Evaluation job #${job.id} queued — waiting for a worker.` : `Evaluation job #${job.id}: ${pct(job.progress)} — ${job.message}`;
   }
 
-  private showEmpty(report: Report): void {
+  private showEmpty(report: Report, seeds: SeedsSummary | null): void {
     setChildren(
       this.element,
       h(
@@ -151,10 +197,67 @@ export class FindingsView implements ViewController {
         this.runButton("Run the evaluation"),
         this.progress,
       ),
+      seeds ? this.seedsBlock(seeds) : null,
     );
   }
 
-  private showReport(report: Report, results: ReportResults): void {
+  /** The findings over several worlds: a line per finding, then one compact table of every seed's value. */
+  private seedsBlock(seeds: SeedsSummary): HTMLElement {
+    const every = seeds.findings.filter((f) => f.holds_for_every_seed).length;
+    const mark = (holds: boolean) => h("span", { class: `seed-mark ${holds ? "holds" : "fails"}` }, holds ? "✓" : "✗");
+    return h(
+      "section",
+      { class: "findings-section findings-seeds", "data-testid": "findings-seeds" },
+      h("h3", {}, `Over ${seeds.worlds} seeds: which findings hold for every seed`),
+      h(
+        "p",
+        { class: "muted" },
+        `One run is not a finding: the same figures from ${seeds.worlds} worlds' reports (seeds ${seeds.labels.join(", ")}), mean ± sample std; ${every} of ${seeds.findings.length} findings hold on every seed. `,
+        seeds.files["seeds.md"] ? h("a", { href: seeds.files["seeds.md"] }, "seeds.md") : null,
+      ),
+      seeds.findings.map((f) =>
+        h(
+          "div",
+          { class: "findings-seed", "data-testid": `seed-finding-${f.key}` },
+          h("h4", {}, f.title),
+          h("p", { class: "findings-paper" }, h("strong", {}, "Paper: "), f.paper),
+          h("p", { class: "findings-run", title: f.measure }, mark(f.holds_for_every_seed), " ", seedsLine(f)),
+        ),
+      ),
+      h(
+        "table",
+        { class: "findings-table seeds-table", "data-testid": "seeds-table" },
+        h("caption", {}, "Per seed: the measure (hover a finding for what it is) and whether the finding holds (✓ / ✗)"),
+        h("thead", {}, h("tr", {}, h("th", {}, "finding"), seeds.labels.map((l) => h("th", {}, `seed ${l}`)), h("th", {}, "mean ± std"), h("th", {}, "every seed"))),
+        h(
+          "tbody",
+          {},
+          seeds.findings.map((f) =>
+            h(
+              "tr",
+              {},
+              h("th", { title: f.measure }, f.title),
+              f.values.map((v, i) => h("td", {}, `${signed(v)} `, mark(f.holds[i] ?? false))),
+              h("td", {}, `${signed(f.mean)}${f.std === null ? "" : ` ± ${f.std.toFixed(3)}`}`),
+              h("td", {}, mark(f.holds_for_every_seed), f.holds_for_every_seed ? " yes" : " no"),
+            ),
+          ),
+        ),
+      ),
+    );
+  }
+
+  private seedsHint(): HTMLElement {
+    return h(
+      "p",
+      { class: "muted", "data-testid": "findings-seeds-hint" },
+      "One run is not a finding: to see which findings hold for every seed, build the world with seeds 0, 1, 2, evaluate each and combine them with ",
+      h("code", {}, SEEDS_COMMAND),
+      " (README, Findings).",
+    );
+  }
+
+  private showReport(report: Report, results: ReportResults, seeds: SeedsSummary | null): void {
     const sections = TITLES.map(([key, title]) => {
       const said = results.sections[key];
       if (!said) return null;
@@ -184,6 +287,7 @@ export class FindingsView implements ViewController {
           " ",
           report.files["results.json"] ? h("a", { href: report.files["results.json"] }, "results.json") : null,
         ),
+        seeds ? this.seedsBlock(seeds) : this.seedsHint(),
         sections,
         h("p", {}, this.runButton("Run the evaluation again"), this.progress),
       ),
