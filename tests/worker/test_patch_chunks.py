@@ -1,7 +1,9 @@
-"""Sprites cut and encoded a chunk of neurons at a time are exactly those of one pass over all neurons."""
+"""Sprites cut and encoded a chunk of neurons at a time, and by several threads, are exactly those of one pass
+over all neurons by one thread."""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +12,8 @@ import torch
 from PIL import Image
 
 from tests.fixtures.tiny_space import tiny_net
+from worker.engine.patches import make_sprites
+from worker.engine.receptive_field import receptive_fields
 from worker.jobs import patches as patch_jobs
 from worker.models.layers import default_layers
 from worker.pipeline import open_dataset, snapshot_stimuli
@@ -19,8 +23,8 @@ def _files(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*.jpg"))}
 
 
-@pytest.mark.parametrize("preloaded", [True, False])
-def test_chunks_give_the_same_sprites_and_rows(tmp_path: Path, monkeypatch, preloaded: bool) -> None:
+def _world(tmp_path: Path):
+    """A tiny net's stimuli on 12 random 24×24 images: ``(model, layers, dataset, stimuli, neuron_ids)``."""
     rng = np.random.default_rng(3)
     for c in ("a", "b"):
         (tmp_path / "images" / c).mkdir(parents=True)
@@ -32,10 +36,15 @@ def test_chunks_give_the_same_sprites_and_rows(tmp_path: Path, monkeypatch, prel
     layers = default_layers(model)
     dataset = open_dataset(tmp_path / "images")
     stimuli = snapshot_stimuli(model, dataset, layers, k=3, batch_size=4)
+    return model, layers, dataset, stimuli, np.arange(100, 100 + stimuli.n_neurons)
+
+
+@pytest.mark.parametrize("preloaded", [True, False])
+def test_chunks_give_the_same_sprites_and_rows(tmp_path: Path, monkeypatch, preloaded: bool) -> None:
+    model, layers, dataset, stimuli, neuron_ids = _world(tmp_path)
     if not preloaded:  # as for a data set too large to keep decoded: every chunk decodes its images again
         monkeypatch.setattr(dataset, "preloaded_rgb", lambda: None)
     assert (dataset.preloaded_rgb() is not None) == preloaded
-    neuron_ids = np.arange(100, 100 + stimuli.n_neurons)
 
     reported: list[float] = []
 
@@ -69,3 +78,30 @@ def test_chunks_give_the_same_sprites_and_rows(tmp_path: Path, monkeypatch, prel
     assert len(whole) == stimuli.n_neurons * stimuli.k
     assert _files(tmp_path / "chunked") == _files(tmp_path / "whole")
     assert len(_files(tmp_path / "whole")) == stimuli.n_neurons
+
+
+@pytest.mark.parametrize("staged", [True, False])
+def test_threads_encode_the_same_bytes(tmp_path: Path, monkeypatch, staged: bool) -> None:
+    """Sprites encoded by several threads straight into files (staged, or in place through a rename) are byte for
+    byte those one thread encodes into memory, and no temporary file is left."""
+    model, layers, dataset, stimuli, neuron_ids = _world(tmp_path)
+    monkeypatch.setenv("CONCEPTEVO_DATA", str(tmp_path / "data"))
+    monkeypatch.setattr(patch_jobs, "SPRITE_THREADS", 3)
+    rows = patch_jobs.write_patch_files(
+        7, neuron_ids, stimuli, model, layers, dataset, staging=tmp_path / "staged" if staged else None
+    )
+    written = _files(tmp_path / ("staged" if staged else "data"))
+    assert len(written) == stimuli.n_neurons
+    assert not [p for p in tmp_path.rglob("*") if p.name.startswith(".")]  # no partial file left
+    sprites = make_sprites(
+        stimuli,
+        receptive_fields(model, layers, (24, 24)),
+        dataset.load_pil,
+        tile=patch_jobs.TILE,
+        images=dataset.preloaded_rgb(),
+    )
+    for row, neuron_id in enumerate(neuron_ids):
+        memory = io.BytesIO()
+        Image.fromarray(sprites.pixels[row]).save(memory, format="JPEG", quality=patch_jobs.SPRITE_QUALITY)
+        assert written[patch_jobs.sprite_path(7, int(neuron_id))] == memory.getvalue()
+    assert {r["file"] for r in rows} == set(written)

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
-from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
@@ -127,16 +124,3 @@ def space_geometry(ctx: JobContext, space: Space) -> tuple[np.ndarray, np.ndarra
         covered = unpack_u8(space.covered).astype(bool)
         ctx.cache[key] = (vectors, covered, Projection.from_bytes(space.reducer))
     return ctx.cache[key]
-
-
-def write_file_atomically(path: Path, data: bytes) -> None:
-    """Write to a temporary name beside ``path`` and rename it into place (readers never see half a file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
