@@ -12,7 +12,7 @@ name that must match the report's file-name pattern and exist there — never by
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter
 from fastapi import Path as PathParam
@@ -71,6 +71,13 @@ class SeedFindingOut(BaseModel):
     title: str
     paper: str = Field(description="One sentence on what the paper found.")
     measure: str = Field(description="What the values are.")
+    short: str = Field(
+        "", description="The measure in a few words (the page's line reads 'over N seeds: …')."
+    )
+    unit: Literal["auc", "change", "epochs"] = Field(
+        "change",
+        description="auc: a score in [0, 1]; change: a signed difference; epochs: signed whole epochs.",
+    )
     values: list[FiniteFloat | None] = Field(description="One value per world (null: the world has none).")
     mean: FiniteFloat | None
     std: FiniteFloat | None = Field(

@@ -126,6 +126,9 @@ class Finding:
         title: a short title.
         paper: one sentence on what the paper found.
         measure: what ``value`` is, per world.
+        short: the measure in a few words, for the line "over N seeds: <short> <mean ± std>".
+        unit: how values read — ``auc`` (a score in [0, 1]), ``change`` (a signed difference) or ``epochs``
+            (a signed whole number of epochs).
         value: a world's report → the measure (None when the world has none).
         holds: a world's report → whether the finding holds on that world.
     """
@@ -134,6 +137,8 @@ class Finding:
     title: str
     paper: str
     measure: str
+    short: str
+    unit: str
     value: Callable[[dict[str, Any]], float | None]
     holds: Callable[[dict[str, Any]], bool]
 
@@ -162,6 +167,8 @@ FINDINGS: tuple[Finding, ...] = (
         "Alignment across models and epochs (Fig 5)",
         PAPER["alignment"],
         "intruder AUC across models and epochs, unified space; holds when it beats both baselines",
+        "intruder AUC across models",
+        "auc",
         lambda r: _auc(r, "across", "unified"),
         _beats,
     ),
@@ -171,6 +178,8 @@ FINDINGS: tuple[Finding, ...] = (
         PAPER["reversion"],
         "train top-1 change when the most important quarter is reverted, last stage; holds when the ordering "
         "holds at every stage",
+        "most important quarter reverted, train top-1 change",
+        "change",
         lambda r: _number(_reversion(r)[2]["most"]),
         _order_everywhere,
     ),
@@ -179,6 +188,8 @@ FINDINGS: tuple[Finding, ...] = (
         "Diversity warns early under a too-high learning rate (§4.5)",
         PAPER["diversity"],
         "epochs by which high-lr's diversity warning leads its accuracy; holds when the warning is early",
+        "warning lead (epochs)",
+        "epochs",
         lambda r: _number(_warning(r, HIGH_LR).get("lead_epochs")),
         lambda r: _warning(r, HIGH_LR).get("kind") == "early",
     ),
@@ -187,6 +198,8 @@ FINDINGS: tuple[Finding, ...] = (
         "Overfitting concepts move less, between milestones (§4.5)",
         PAPER["movement"],
         "overfit − healthy mean movement between accuracy milestones; holds when negative",
+        "overfit − healthy movement",
+        "change",
         lambda r: _difference(
             _movement(r, OVERFIT, "milestone_mean"), _movement(r, HEALTHY, "milestone_mean")
         ),
@@ -198,6 +211,8 @@ FINDINGS: tuple[Finding, ...] = (
         "The paper measures movement between accuracy milestones (0.746 overfit vs 0.991 healthy); per epoch "
         "is this report's second reading of the same claim.",
         "overfit − healthy mean movement per epoch; holds when negative",
+        "overfit − healthy movement",
+        "change",
         lambda r: _difference(
             _movement(r, OVERFIT, "per_epoch_mean"), _movement(r, HEALTHY, "per_epoch_mean")
         ),
@@ -246,6 +261,8 @@ def summarise(
                 "title": finding.title,
                 "paper": finding.paper,
                 "measure": finding.measure,
+                "short": finding.short,
+                "unit": finding.unit,
                 **spread([finding.value(r) for r in reports]),
                 "holds": holds,
                 "holds_for_every_seed": all(holds),
@@ -297,8 +314,13 @@ def summarise(
     }
 
 
-def _fmt(value: float | None) -> str:
-    return "–" if value is None else f"{value:+.3f}"
+def formatted(value: float | None, unit: str) -> str:
+    """A finding's value as the summary shows it: an AUC plain (0.892), a change signed (−0.075), epochs as a
+    signed whole number (+1); "–" for none. Minus signs are true minus signs."""
+    if value is None:
+        return "–"
+    text = f"{value:.3f}" if unit == "auc" else f"{value:+.0f}" if unit == "epochs" else f"{value:+.3f}"
+    return text.replace("-", "−")
 
 
 def markdown(summary: dict[str, Any]) -> str:
@@ -325,10 +347,11 @@ def markdown(summary: dict[str, Any]) -> str:
     ]
     for f in summary["findings"]:
         per_seed = [
-            f"{_fmt(v)} ({'holds' if h else 'does not hold'})"
+            f"{formatted(v, f['unit'])} ({'holds' if h else 'does not hold'})"
             for v, h in zip(f["values"], f["holds"], strict=True)
         ]
-        mean = _fmt(f["mean"]) + ("" if f["std"] is None else f" ± {f['std']:.3f}")
+        mean = formatted(f["mean"], "change" if f["unit"] == "epochs" else f["unit"])
+        mean += "" if f["std"] is None else f" ± {f['std']:.3f}"
         verdict = "**yes**" if f["holds_for_every_seed"] else f"no: {sum(f['holds'])} of {len(f['holds'])}"
         lines.append(f"| {f['title']} | {f['paper']} | " + " | ".join(per_seed) + f" | {mean} | {verdict} |")
     lines += ["", "Measures:", ""]

@@ -64,6 +64,10 @@ export interface SeedFinding {
   title: string;
   paper: string;
   measure: string;
+  /** The measure in a few words ("intruder AUC across models"). */
+  short?: string;
+  /** auc: a score in [0, 1]; change: a signed difference; epochs: a signed whole number of epochs. */
+  unit?: "auc" | "change" | "epochs";
   values: (number | null)[];
   mean: number | null;
   std: number | null;
@@ -103,13 +107,28 @@ export function signed(value: number | null | undefined, digits = 3): string {
   return `${value < 0 ? "−" : "+"}${Math.abs(value).toFixed(digits)}`;
 }
 
-/** The line of a finding over the seeds: "over 3 seeds: −0.060 ± 0.036; holds for every seed: no (2 of 3)". */
+/** One world's value of a finding as its unit reads: an AUC plain (0.892), a change signed (−0.075), epochs
+ * as a signed whole number (+1); "–" for none. */
+export function seedValue(value: number | null | undefined, unit: SeedFinding["unit"] = "change"): string {
+  if (value === null || value === undefined || !Number.isFinite(value)) return "–";
+  if (unit === "auc") return value.toFixed(3);
+  return unit === "epochs" ? signed(value, 0) : signed(value);
+}
+
+/** Mean ± std of a finding over the seeds (a mean of whole epochs keeps its decimals). */
+export function seedMean(finding: SeedFinding): string {
+  const mean = seedValue(finding.mean, finding.unit === "auc" ? "auc" : "change");
+  return finding.std === null ? mean : `${mean} ± ${finding.std.toFixed(3)}`;
+}
+
+/** The line of a finding over the seeds:
+ * "over 3 seeds: overfit − healthy movement −0.060 ± 0.036; holds for every seed: no (2 of 3)". */
 export function seedsLine(finding: SeedFinding): string {
   const n = finding.holds.length;
-  const spread = finding.std === null ? "" : ` ± ${finding.std.toFixed(3)}`;
   const held = finding.holds.filter((h) => h).length;
   const verdict = finding.holds_for_every_seed ? "yes" : `no (${held} of ${n})`;
-  return `over ${n} seeds: ${signed(finding.mean)}${spread}; holds for every seed: ${verdict}`;
+  const what = finding.short ? `${finding.short} ` : "";
+  return `over ${n} seeds: ${what}${seedMean(finding)}; holds for every seed: ${verdict}`;
 }
 
 /** The active `eval` job of a space, if any. */
@@ -237,8 +256,8 @@ export class FindingsView implements ViewController {
               "tr",
               {},
               h("th", { title: f.measure }, f.title),
-              f.values.map((v, i) => h("td", {}, `${signed(v)} `, mark(f.holds[i] ?? false))),
-              h("td", {}, `${signed(f.mean)}${f.std === null ? "" : ` ± ${f.std.toFixed(3)}`}`),
+              f.values.map((v, i) => h("td", {}, `${seedValue(v, f.unit)} `, mark(f.holds[i] ?? false))),
+              h("td", {}, seedMean(f)),
               h("td", {}, mark(f.holds_for_every_seed), f.holds_for_every_seed ? " yes" : " no"),
             ),
           ),

@@ -83,7 +83,7 @@ def test_seeds_summary_is_served_exactly_when_present_and_404_otherwise(client, 
             "space_name": name,
             "worlds": 2,
             "labels": ["0", "1"],
-            "findings": [finding],
+            "findings": [{**finding, "short": "", "unit": "change"}],  # written before units: read as changes
             "files": {"seeds.json": f"/api/spaces/{space_id}/report/files/seeds.json"},
         }
         assert client.get(f"/api/spaces/{space_id}/report").json()["seeds"] is True
@@ -94,7 +94,8 @@ def test_seeds_summary_is_served_exactly_when_present_and_404_otherwise(client, 
         (folder / "seeds.json").write_text(json.dumps(full))
         (folder / "seeds.md").write_text(markdown(full))
         body = client.get(f"/api/spaces/{space_id}/report/seeds").json()
-        assert body["findings"] == [{k: f[k] for k in finding} for f in full["findings"]]
+        assert body["findings"] == [{k: f[k] for k in [*finding, "short", "unit"]} for f in full["findings"]]
+        assert [f["unit"] for f in body["findings"]] == ["auc", "change", "epochs", "change", "change"]
         assert set(body["files"]) == {"seeds.json", "seeds.md"}
 
         # Anything that does not read as a summary is no summary: 404, never a 500.

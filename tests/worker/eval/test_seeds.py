@@ -112,8 +112,11 @@ def test_markdown_lists_every_finding_with_its_verdict() -> None:
     text = markdown(summarise(WORLDS, labels=["0", "1", "2"], sources=["a", "b", "c"]))
     assert text.startswith("# Findings over 3 seeds\n")
     assert "| seed 0 | seed 1 | seed 2 | mean ± std | every seed? |" in text
-    assert "| -0.060 ± 0.036 | no: 2 of 3 |" in text
-    assert "| -0.167 ± 0.058 | **yes** |" in text
+    assert "| −0.060 ± 0.036 | no: 2 of 3 |" in text
+    assert "| −0.167 ± 0.058 | **yes** |" in text
+    # each in its unit: an AUC plain, a lead in whole epochs, a change signed
+    assert "| 0.900 (holds) | 0.800 (holds) | 0.850 (does not hold) | 0.850 ± 0.050 |" in text
+    assert "| +1 (holds) | −1 (does not hold) | – (does not hold) | +0.000 ± 1.414 |" in text
     assert "- seed 2: `c`" in text
     assert text.count("\n| ") == 1 + len(FINDINGS)
 
