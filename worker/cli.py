@@ -700,9 +700,20 @@ def eval_seeds_command(
         raise ConceptEvoError(
             f"eval-seeds --labels: {len(names)} label(s) for {len(reports)} reports; give one per report, e.g. 0,1,2"
         )
+    if names is not None and len(set(names)) != len(names):
+        raise ConceptEvoError(
+            f"eval-seeds --labels: {labels!r} repeats a label; give each world its own, e.g. 0,1,2"
+        )
     if name is not None and report_folder_name(name) is None:
         raise ConceptEvoError(f"eval-seeds --name: {name!r} is not a space name; e.g. --name demo")
     results = [load_results(path) for path in reports]
+    seen: dict[str, Path] = {}
+    for path, result in zip(reports, results, strict=True):
+        same = seen.setdefault(json.dumps(result, sort_keys=True), path)
+        if same is not path:  # one world counted twice would make a finding "hold for every seed" by itself
+            raise ConceptEvoError(
+                f"eval-seeds: {path} is the same report as {same}; give each world's report once"
+            )
     target_name = name if name is not None else str(results[0]["space"].get("name", ""))
     folder = report_folder_name(target_name)
     if folder is None:

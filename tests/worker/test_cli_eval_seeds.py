@@ -42,6 +42,15 @@ def test_bad_input_is_one_line_status_2_and_writes_nothing(data: Path, tmp_path:
     assert "--labels" in _refused(["eval-seeds", *folders, "--labels", "0,1"], capsys)
     assert "--labels" in _refused(["eval-seeds", *folders[:2], "--labels", "0,"], capsys)
     assert "--name" in _refused(["eval-seeds", *folders, "--name", "..."], capsys)
+    assert "repeats a label" in _refused(["eval-seeds", *folders, "--labels", "0,1,0"], capsys)
+    # one world given twice (the same folder, or a copy of its report) is no second seed
+    assert "is the same report as" in _refused(["eval-seeds", folders[0], folders[1], folders[0]], capsys)
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    (copy / "results.json").write_text((Path(folders[1]) / "results.json").read_text())
+    assert f"{copy} is the same report as {folders[1]}" in _refused(
+        ["eval-seeds", folders[1], str(copy)], capsys
+    )
     (empty / "results.json").write_text("[]")
     assert "not an eval report" in _refused(["eval-seeds", folders[0], str(empty)], capsys)
     assert not (data / "reports").exists()
