@@ -105,3 +105,27 @@ def test_threads_encode_the_same_bytes(tmp_path: Path, monkeypatch, staged: bool
         Image.fromarray(sprites.pixels[row]).save(memory, format="JPEG", quality=patch_jobs.SPRITE_QUALITY)
         assert written[patch_jobs.sprite_path(7, int(neuron_id))] == memory.getvalue()
     assert {r["file"] for r in rows} == set(written)
+
+
+def test_a_stopped_job_makes_no_more_sprites(tmp_path: Path, monkeypatch) -> None:
+    """When progress raises (the job was cancelled), the parts not started yet are dropped, not made first."""
+    model, layers, dataset, stimuli, neuron_ids = _world(tmp_path)
+    monkeypatch.setattr(patch_jobs, "PART_NEURONS", 1)  # one part per neuron: 10 parts
+    monkeypatch.setattr(patch_jobs, "SPRITE_THREADS", 1)
+    made: list[int] = []
+    real = patch_jobs.make_sprites
+
+    def counted(*args, **kwargs):
+        made.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(patch_jobs, "make_sprites", counted)
+
+    def cancelled(_fraction: float, _message: str) -> None:
+        raise RuntimeError("job cancelled")
+
+    with pytest.raises(RuntimeError, match="job cancelled"):
+        patch_jobs.write_patch_files(
+            7, neuron_ids, stimuli, model, layers, dataset, progress=cancelled, staging=tmp_path / "s"
+        )
+    assert stimuli.n_neurons == 10 and 1 <= len(made) <= 2  # the first part, and at most the one running

@@ -125,7 +125,9 @@ def write_patch_files(
             progress(done / max(1, total), message)
 
     rows: list[dict] = []
-    with ThreadPoolExecutor(SPRITE_THREADS) as pool:
+    # Not `with`: its exit waits for every queued task, and a stop must not first make the rest of the sprites.
+    pool = ThreadPoolExecutor(SPRITE_THREADS)
+    try:
         if decoded is not None:
             # Parts of PART_NEURONS neurons, each cut and encoded by one thread: numpy's copies release the GIL
             # as Pillow's encoder does, so the threads overlap; a part's pixels are freed once it is encoded.
@@ -156,6 +158,8 @@ def write_patch_files(
                     done = first + part.size * (CROPS_SHARE + (1 - CROPS_SHARE) * encoded / part.size)
                     report(done, f"patches: sprites {first + encoded}/{total} neurons")
             del sprites  # the next chunk's pixels reuse the memory
+    finally:  # a stop (progress raises when the job is cancelled) drops the parts not started yet
+        pool.shutdown(wait=True, cancel_futures=True)
     return rows
 
 
