@@ -128,6 +128,20 @@ describe("placeEpochTags", () => {
     expect(covered).toEqual([0]);
   });
 
+  it("gives each tag a box that holds its glyphs as the browser draws them, bold included", () => {
+    // 11 px DejaVu Sans, measured with getBBox: bold digits 7.7 px wide; 10.1 px above the baseline, 3.0 below
+    const points: TagPoint[] = [
+      { x: 300, y: 300, epoch: 10, current: true },
+      { x: 100, y: 100, epoch: 0, current: false },
+    ];
+    for (const t of placeEpochTags(points, [], 800, 600).tags) {
+      const glyphs = `e${points[t.index].epoch}`.length * 7.7;
+      expect(t.box[2] - t.box[0]).toBeGreaterThanOrEqual(glyphs);
+      expect(t.box[1]).toBeLessThanOrEqual(t.y - 10.1);
+      expect(t.box[3]).toBeGreaterThanOrEqual(t.y + 3.0);
+    }
+  });
+
   it("stays inside the map and shows nothing for a single point", () => {
     const points: TagPoint[] = [
       { x: 795, y: 5, epoch: 10, current: true },

@@ -196,9 +196,14 @@ def test_findings_over_seeds_render_from_the_summary_eval_seeds_writes(open_ui, 
             and ui.page.get_by_test_id("findings-seeds-hint").count() == 0
         )
         lines = {
-            "reversion_order": "over 3 seeds: −0.060 ± 0.036; holds for every seed: no (2 of 3)",
-            "high_lr_warning_early": "over 3 seeds: +0.000 ± 1.414; holds for every seed: no (1 of 3)",
-            "overfit_moves_less_per_epoch": "over 3 seeds: −0.167 ± 0.058; holds for every seed: yes",
+            "unified_beats_baselines_across": "over 3 seeds: intruder AUC across models 0.850 ± 0.050; "
+            "holds for every seed: no (2 of 3)",
+            "reversion_order": "over 3 seeds: most important quarter reverted, train top-1 change −0.060 ± 0.036; "
+            "holds for every seed: no (2 of 3)",
+            "high_lr_warning_early": "over 3 seeds: warning lead (epochs) +0.000 ± 1.414; "
+            "holds for every seed: no (1 of 3)",
+            "overfit_moves_less_per_epoch": "over 3 seeds: overfit − healthy movement −0.167 ± 0.058; "
+            "holds for every seed: yes",
         }
         for key, line in lines.items():
             assert line in ui.page.get_by_test_id(f"seed-finding-{key}").inner_text(), key
@@ -213,8 +218,8 @@ def test_findings_over_seeds_render_from_the_summary_eval_seeds_writes(open_ui, 
         ]
         assert table.locator("tbody tr").count() == 5
         assert table.locator("tbody tr").nth(2).locator("td").all_inner_texts() == [
-            "+1.000 ✓",
-            "−1.000 ✗",
+            "+1 ✓",  # a lead in whole epochs
+            "−1 ✗",
             "– ✗",
             "+0.000 ± 1.414",
             "✗ no",

@@ -155,7 +155,16 @@ export interface TagOptions {
   dot: number;
 }
 
-export const DEFAULT_TAG_OPTIONS: TagOptions = { charWidth: 6.4, height: 12, gap: 4, dot: 3 };
+/**
+ * The tags' text is 11 px (styles.css `.traj-epoch`). Its glyph boxes, as the browser measures them: 7.0 px per
+ * digit and 6.8 per "e" in DejaVu Sans (Chromium's sans-serif on Linux), 7.7 and 7.5 in its bold (the current
+ * epoch's tag); from 10.1 px above the baseline to 3.0 below. A tag's box must hold the glyphs whatever the
+ * font, so it takes the widest character and a pixel of air around (an estimate of 6.4 px and 2 px below once
+ * let two real tags overlap by 0.6 px).
+ */
+export const DEFAULT_TAG_OPTIONS: TagOptions = { charWidth: 7.7, height: 15, gap: 4, dot: 3 };
+/** How far a tag's box reaches below its baseline (descenders, and a pixel of air). */
+const TAG_DESCENT = 4;
 
 /**
  * Epoch tags of a trajectory without overlaps: the current epoch first, then the first and the last, then the
@@ -187,8 +196,8 @@ export function placeEpochTags(
   const candidates = (i: number): EpochTag[] => {
     const p = points[i];
     const w = `e${p.epoch}`.length * o.charWidth;
-    const up = p.y - o.gap; // text baseline of a tag above the point; its box spans [up - height, up]
-    const down = p.y + o.gap + o.height;
+    const up = p.y - o.gap; // text baseline of a tag above the point
+    const down = p.y + o.gap + o.height - TAG_DESCENT; // below it: the box starts `gap` under the point
     return (
       [
         [p.x + o.gap, up, "start"],
@@ -199,7 +208,7 @@ export function placeEpochTags(
     ).map(([x, y, anchor]) => {
       const x0 = anchor === "start" ? x : x - w;
       // a pixel of air on each side, so that two tags never read as one ("e4e1")
-      return { index: i, x, y, anchor, box: [x0 - 1, y - o.height + 2, x0 + w + 1, y + 2] as Box };
+      return { index: i, x, y, anchor, box: [x0 - 1, y - o.height + TAG_DESCENT, x0 + w + 1, y + TAG_DESCENT] as Box };
     });
   };
   const free = (tag: EpochTag, withLabels: boolean) =>
