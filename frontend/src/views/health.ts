@@ -238,7 +238,7 @@ export class HealthView implements ViewController {
     const fell = `Concept diversity of ${run.name} fell ${a.collapsed ? "to collapse (−∞)" : `below ${reference.name}'s`} from epoch ${d}`;
     // The paper (§4.5) shows this sign for a learning rate set too high; other runs (say, one that overfits) can
     // show it too, so the sentence names the paper's case instead of diagnosing this run.
-    const paper = "in the paper (§4.5), the early sign of a learning rate set too high";
+    const paper = "in the paper (§4.5), such an early fall was the sign of a learning rate set too high";
     let text: string;
     switch (a.kind) {
       case "early":
