@@ -117,6 +117,21 @@ describe("placeEpochTags", () => {
     expect(covered).toEqual([]);
   });
 
+  it("puts a tag beside its point when labels take all four corners", () => {
+    const points: TagPoint[] = [
+      { x: 100, y: 100, epoch: 0, current: false },
+      { x: 300, y: 300, epoch: 5, current: true },
+    ];
+    const labels = [label(240, 270, 360, 290), label(240, 310, 360, 330)]; // over the corners, not the sides
+    const { tags, covered } = placeEpochTags(points, labels, 800, 600);
+    const current = tags.find((t) => t.index === 1)!;
+    expect(current.box[0]).toBeGreaterThan(300); // right of the point, at its height
+    expect(current.box[1]).toBeLessThan(300);
+    expect(current.box[3]).toBeGreaterThan(300);
+    expect(labels.some((l) => boxesOverlap(l.box, current.box))).toBe(false);
+    expect(covered).toEqual([]);
+  });
+
   it("keeps the current epoch's tag over a label when nothing else is free, and names the label to hide", () => {
     const points: TagPoint[] = [
       { x: 100, y: 100, epoch: 0, current: false },

@@ -169,10 +169,10 @@ const TAG_DESCENT = 4;
 /**
  * Epoch tags of a trajectory without overlaps: the current epoch first, then the first and the last, then the
  * rest from early to late; each tries the four corners around its point (above right, below right, above left,
- * below left) and takes the first whose box is inside the map and clear of every tag placed so far, of every
- * trajectory dot and of the concept labels. A tag with no free corner is left out (its dot stays, and the
- * slider names every epoch), except the current epoch's and the two ends', which then cover a concept label
- * rather than disappear: those labels' indexes come back in `covered` for the caller to hide.
+ * below left), then its right and left sides, and takes the first whose box is inside the map and clear of every
+ * tag placed so far, of every trajectory dot and of the concept labels. A tag with no free place is left out (its
+ * dot stays, and the slider names every epoch), except the current epoch's and the two ends', which then cover a
+ * concept label rather than disappear: those labels' indexes come back in `covered` for the caller to hide.
  *
  * Args: the trajectory's points and the map's concept labels (both in CSS pixels), the map's size.
  * Returns: the tags placed, in the order of `points`, and the labels they cover.
@@ -198,12 +198,16 @@ export function placeEpochTags(
     const w = `e${p.epoch}`.length * o.charWidth;
     const up = p.y - o.gap; // text baseline of a tag above the point
     const down = p.y + o.gap + o.height - TAG_DESCENT; // below it: the box starts `gap` under the point
+    const level = p.y + o.height / 2 - TAG_DESCENT; // beside it: the box centred on the point's height
+    const side = o.dot + o.gap; // beside the point, clear of its dot
     return (
       [
         [p.x + o.gap, up, "start"],
         [p.x + o.gap, down, "start"],
         [p.x - o.gap, up, "end"],
         [p.x - o.gap, down, "end"],
+        [p.x + side, level, "start"],
+        [p.x - side, level, "end"],
       ] as [number, number, "start" | "end"][]
     ).map(([x, y, anchor]) => {
       const x0 = anchor === "start" ? x : x - w;
