@@ -62,11 +62,16 @@ def test_chunks_give_the_same_sprites_and_rows(tmp_path: Path, monkeypatch, prel
         )
 
     whole = write("whole")
-    assert patch_jobs.sprite_chunk(stimuli.k) >= stimuli.n_neurons  # one chunk at the real budget
-    # a budget of 3 sprites: the 10 neurons go in chunks of 3, 3, 3 and 1
+    # one chunk (images decoded as needed) or part (decoded in memory) at the real budgets
+    assert patch_jobs.sprite_chunk(stimuli.k) >= stimuli.n_neurons
+    assert patch_jobs.sprite_chunk(stimuli.k, patch_jobs.PART_BYTES) >= stimuli.n_neurons
+    # a budget of 3 sprites: the 10 neurons go in chunks (or parts, spread over the threads) of 3, 3, 3 and 1
     sprite_bytes = patch_jobs.TILE * patch_jobs.TILE * stimuli.k * 3
     monkeypatch.setattr(patch_jobs, "SPRITE_BYTES", 3 * sprite_bytes + 1)
-    assert patch_jobs.sprite_chunk(stimuli.k) == 3
+    monkeypatch.setattr(patch_jobs, "PART_BYTES", 3 * sprite_bytes + 1)
+    assert (
+        patch_jobs.sprite_chunk(stimuli.k) == 3 == patch_jobs.sprite_chunk(stimuli.k, patch_jobs.PART_BYTES)
+    )
     chunked = write("chunked")
     # progress over the whole stage, not restarting with each chunk
     assert reported == sorted(reported) and reported[-1] == pytest.approx(1.0), reported
@@ -110,7 +115,7 @@ def test_threads_encode_the_same_bytes(tmp_path: Path, monkeypatch, staged: bool
 def test_a_stopped_job_makes_no_more_sprites(tmp_path: Path, monkeypatch) -> None:
     """When progress raises (the job was cancelled), the parts not started yet are dropped, not made first."""
     model, layers, dataset, stimuli, neuron_ids = _world(tmp_path)
-    monkeypatch.setattr(patch_jobs, "PART_NEURONS", 1)  # one part per neuron: 10 parts
+    monkeypatch.setattr(patch_jobs, "PART_BYTES", 1)  # one part per neuron: 10 parts
     monkeypatch.setattr(patch_jobs, "SPRITE_THREADS", 1)
     made: list[int] = []
     real = patch_jobs.make_sprites

@@ -18,7 +18,7 @@ ResNet18's 4,800 sprites two threads cut in 1.8–2.1 s instead of 2.7–2.8 and
 1.2–1.6 (2 cores). The bytes are those of one thread encoding into memory (tested).
 
 The pixels held at once stay bounded whatever the model's size: with the images decoded in memory, each thread
-holds one part of :data:`PART_NEURONS` sprites; with images decoded as needed, one chunk of up to
+holds one part of at most :data:`PART_BYTES` of sprites; with images decoded as needed, one chunk of up to
 :data:`SPRITE_BYTES` of pixels is cut at a time (large, so that an image many neurons share is decoded few
 times) and its sprites encoded by all threads. Neither changes a byte of any sprite.
 
@@ -59,9 +59,9 @@ SPRITE_QUALITY = 85
 SPRITE_BYTES = 1 << 30
 #: Threads cutting and encoding sprites (the stimuli pass is over by then, so its cores are free).
 SPRITE_THREADS = max(1, min(4, os.cpu_count() or 1))
-#: Neurons per part when the images are decoded in memory: parts are spread over the threads (ResNet18's 4,800
-#: neurons make 19 parts); 256 sprites of k = 10 tiles are 31 MB of pixels.
-PART_NEURONS = 256
+#: Sprite pixels per part when the images are decoded in memory: parts are spread over the threads, each holding
+#: one at a time (k = 10: 273 neurons a part; ResNet18's 4,800 neurons make 18 parts).
+PART_BYTES = 32 << 20
 #: Share of a chunk's time spent cutting crops when images are decoded as needed (the rest: encoding).
 CROPS_SHARE = 0.6
 
@@ -129,7 +129,7 @@ def write_patch_files(
     pool = ThreadPoolExecutor(SPRITE_THREADS)
     try:
         if decoded is not None:
-            # Parts of PART_NEURONS neurons, each cut and encoded by one thread: numpy's copies release the GIL
+            # Parts of at most PART_BYTES of pixels, each cut and encoded by one thread: numpy's copies release the GIL
             # as Pillow's encoder does, so the threads overlap; a part's pixels are freed once it is encoded.
             def cut_and_save(part: np.ndarray) -> list[PatchRef]:
                 sprites = cut(part)
@@ -137,7 +137,7 @@ def write_patch_files(
                     save(pixels, path)
                 return sprites.patches
 
-            parts = _parts(total, min(sprite_chunk(stimuli.k), PART_NEURONS))
+            parts = _parts(total, sprite_chunk(stimuli.k, PART_BYTES))
             for part, patches in zip(parts, pool.map(cut_and_save, parts), strict=True):
                 rows.extend(_patch_rows(snapshot_id, neuron_ids, patches))
                 report(int(part[-1]) + 1, f"patches: sprites {int(part[-1]) + 1}/{total} neurons")
@@ -185,9 +185,10 @@ def _patch_rows(snapshot_id: int, neuron_ids: np.ndarray, patches: list[PatchRef
     ]
 
 
-def sprite_chunk(k: int) -> int:
-    """How many neurons' sprites are cut and encoded together: their pixels stay under :data:`SPRITE_BYTES`."""
-    return max(1, SPRITE_BYTES // (TILE * TILE * max(1, k) * 3))
+def sprite_chunk(k: int, budget: int | None = None) -> int:
+    """How many neurons' sprites of ``k`` tiles fit in ``budget`` bytes of pixels (default :data:`SPRITE_BYTES`:
+    how many are cut and encoded together when the images are decoded as needed); at least one."""
+    return max(1, (SPRITE_BYTES if budget is None else budget) // (TILE * TILE * max(1, k) * 3))
 
 
 def _save_sprite(pixels: np.ndarray, path: Path) -> None:
