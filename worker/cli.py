@@ -690,6 +690,7 @@ def eval_seeds_command(
     from backend.store.evaluation import SEEDS_FILE, SEEDS_MARKDOWN, report_folder_name
     from worker.eval.report import plain
     from worker.eval.seeds import load_results, markdown, summarise
+    from worker.files import write_text_atomically
 
     if len(reports) < 2:
         raise ConceptEvoError(
@@ -723,13 +724,8 @@ def eval_seeds_command(
     summary = plain(summarise(results, labels=names, sources=[str(path) for path in reports]))
     out = _data_dir() / "reports" / folder
     out.mkdir(parents=True, exist_ok=True)
-    for file, text in (
-        (SEEDS_FILE, json.dumps(summary, indent=1, allow_nan=False)),
-        (SEEDS_MARKDOWN, markdown(summary)),
-    ):
-        partial = out / f".{file}.partial"
-        partial.write_text(text)
-        partial.replace(out / file)  # readers see the old file or the new one, never half of one
+    write_text_atomically(out / SEEDS_FILE, json.dumps(summary, indent=1, allow_nan=False))
+    write_text_atomically(out / SEEDS_MARKDOWN, markdown(summary))
     every = [f["title"] for f in summary["findings"] if f["holds_for_every_seed"]]
     typer.echo(
         f"wrote {out / SEEDS_FILE} and {SEEDS_MARKDOWN}: {len(every)} of {len(summary['findings'])} findings hold "

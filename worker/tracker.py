@@ -51,6 +51,7 @@ from backend.store.errors import NotFoundError
 from backend.store.jobspec import PRIORITY, BuildSpaceParams, JobParamsError, enqueue_job, parse
 from worker.engine.alarm import DROP_WINDOW, MAX_DROP, Alarm, alarms
 from worker.errors import ConceptEvoError
+from worker.files import write_text_atomically
 from worker.jobs.queueing import queue_snapshots
 from worker.models.checkpoints import check_fits
 from worker.models.registry import build_model
@@ -437,9 +438,7 @@ class Tracker:
         rows = json.loads(path.read_text()) if path.exists() else []
         rows = [row for row in rows if int(row.get("epoch", -1)) != entry["epoch"]] + [entry]
         rows.sort(key=lambda row: int(row["epoch"]))
-        temp = path.with_name(f".{path.name}.tmp")
-        temp.write_text(json.dumps(rows, indent=2, allow_nan=False))
-        os.replace(temp, path)
+        write_text_atomically(path, json.dumps(rows, indent=2, allow_nan=False))
 
     def _raise_failed(self) -> None:
         done = [f for f in self._pending if f.done()]

@@ -46,6 +46,7 @@ from worker.data.imagefolder import (
 )
 from worker.engine._utils import eval_on
 from worker.errors import ConceptEvoError
+from worker.files import write_text_atomically
 from worker.models.checkpoints import discover_epochs
 from worker.models.registry import build_model, factory_accepts, resolve_factory
 from worker.progress import progress_bar
@@ -650,9 +651,7 @@ def _save_checkpoint(model: nn.Module, out_dir: Path, epoch: int, meta: dict[str
 
 
 def _write_json(path: Path, data: Any) -> None:
-    temp = path.with_name(f".{path.name}.tmp")
-    temp.write_text(json.dumps(data, indent=2, allow_nan=False))
-    os.replace(temp, path)
+    write_text_atomically(path, json.dumps(data, indent=2, allow_nan=False))
 
 
 def _first_missing(path: Path) -> Path | None:

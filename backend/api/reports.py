@@ -12,7 +12,7 @@ name that must match the report's file-name pattern and exist there — never by
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import APIRouter
 from fastapi import Path as PathParam
@@ -33,6 +33,9 @@ from backend.store.evaluation import (
 
 from .deps import DataDirDep, DbDep, SpaceId
 from .schemas import ErrorOut
+
+if TYPE_CHECKING:  # a row the store returns
+    from backend.store.models import Space
 
 router = APIRouter(tags=["spaces"])
 
@@ -110,14 +113,11 @@ def get_report(space_id: SpaceId, db: DbDep, data_dir: DataDirDep) -> ReportOut:
 
     def q(session: Session) -> tuple[int, str, dict[str, Any] | None, SeedsOut | None]:
         space = queries.get_space(session, space_id)
-        return space.id, space.name, read_report(space, data_dir), _seeds(session, space_id, data_dir)
+        return space.id, space.name, read_report(space, data_dir), _seeds(space, data_dir)
 
     sid, name, results, seeds = db.read(q)
-    files = {
-        f: f"/api/spaces/{sid}/report/files/{f}"
-        for f in (results or {}).get("files", [])
-        if isinstance(f, str) and REPORT_FILE.match(f)
-    }
+    listed = (results or {}).get("files", [])
+    files = _file_urls(sid, [f for f in listed if isinstance(f, str) and REPORT_FILE.match(f)])
     return ReportOut(
         space_id=sid,
         space_name=name,
@@ -128,20 +128,22 @@ def get_report(space_id: SpaceId, db: DbDep, data_dir: DataDirDep) -> ReportOut:
     )
 
 
-def _seeds(session: Session, space_id: int, data_dir: Path) -> SeedsOut | None:
+def _file_urls(space_id: int, names: list[str]) -> dict[str, str]:
+    """File name → the URL that serves it from the space's report folder."""
+    return {name: f"/api/spaces/{space_id}/report/files/{name}" for name in names}
+
+
+def _seeds(space: Space, data_dir: Path) -> SeedsOut | None:
     """The space's summary over seeds as served, or None when there is none or it does not read as one."""
-    space = queries.get_space(session, space_id)
     data = read_seeds(space, data_dir)
     if data is None:
         return None
-    files = {
-        f: f"/api/spaces/{space_id}/report/files/{f}"
-        for f in (SEEDS_FILE, SEEDS_MARKDOWN)
-        if report_file(space, f, data_dir) is not None
-    }
+    files = _file_urls(
+        space.id, [f for f in (SEEDS_FILE, SEEDS_MARKDOWN) if report_file(space, f, data_dir) is not None]
+    )
     try:
         seeds = SeedsOut.model_validate(
-            {**data, "space_id": space_id, "space_name": space.name, "files": files}
+            {**data, "space_id": space.id, "space_name": space.name, "files": files}
         )
     except ValidationError:
         return None
@@ -163,7 +165,8 @@ def get_report_seeds(space_id: SpaceId, db: DbDep, data_dir: DataDirDep) -> Seed
     folder. 404 until it has been run."""
 
     def q(session: Session) -> tuple[str, SeedsOut | None]:
-        return queries.get_space(session, space_id).name, _seeds(session, space_id, data_dir)
+        space = queries.get_space(session, space_id)
+        return space.name, _seeds(space, data_dir)
 
     name, seeds = db.read(q)
     if seeds is None:

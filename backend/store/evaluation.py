@@ -90,18 +90,17 @@ def report_dir(space: Space, root: Path | None = None) -> Path:
 def read_report(space: Space, root: Path | None = None) -> dict[str, Any] | None:
     """The space's ``results.json`` as written by the last ``eval`` job, or None when there is none (or it is
     unreadable — a report is rewritten whole by its job, so a broken file means none)."""
-    path = report_dir(space, root) / RESULTS_FILE
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
+    return _json_object(report_dir(space, root) / RESULTS_FILE)
 
 
 def read_seeds(space: Space, root: Path | None = None) -> dict[str, Any] | None:
     """The summary over several worlds (``seeds.json``, written by ``conceptevo eval-seeds``) kept in the space's
     report folder, or None when there is none or it is unreadable."""
-    path = report_dir(space, root) / SEEDS_FILE
+    return _json_object(report_dir(space, root) / SEEDS_FILE)
+
+
+def _json_object(path: Path) -> dict[str, Any] | None:
+    """The JSON object in ``path``, or None when the file is missing, unreadable or holds something else."""
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError):
