@@ -132,6 +132,23 @@ describe("placeEpochTags", () => {
     expect(covered).toEqual([]);
   });
 
+  it("keeps the current epoch's tag outside the selection ring drawn around its point", () => {
+    const ringOuter = 9 + 2.5 / 2; // mapview.ts: the selected ring's radius and half its stroke
+    const distance = (box: number[], x: number, y: number) =>
+      Math.hypot(Math.max(box[0] - x, 0, x - box[2]), Math.max(box[1] - y, 0, y - box[3]));
+    const points: TagPoint[] = [
+      { x: 100, y: 100, epoch: 0, current: false },
+      { x: 300, y: 300, epoch: 12, current: true },
+    ];
+    const corners = [label(240, 270, 360, 286), label(240, 314, 360, 330)]; // pushes the tag to a side
+    for (const labels of [[], corners]) {
+      const { tags, covered } = placeEpochTags(points, labels, 800, 600);
+      const current = tags.find((t) => t.index === 1)!;
+      expect(distance(current.box, 300, 300)).toBeGreaterThan(ringOuter);
+      expect(covered).toEqual([]);
+    }
+  });
+
   it("keeps the current epoch's tag over a label when nothing else is free, and names the label to hide", () => {
     const points: TagPoint[] = [
       { x: 100, y: 100, epoch: 0, current: false },

@@ -153,6 +153,9 @@ export interface TagOptions {
   gap: number;
   /** Half side of the square kept clear around every trajectory dot. */
   dot: number;
+  /** How far the current epoch's own tag keeps from its point: outside the selection ring drawn there
+   * (mapview.ts: r 9, stroke 2.5, so 10.25 px out), with a pixel of air. */
+  ring: number;
 }
 
 /**
@@ -162,7 +165,7 @@ export interface TagOptions {
  * font, so it takes the widest character and a pixel of air around (an estimate of 6.4 px and 2 px below once
  * let two real tags overlap by 0.6 px).
  */
-export const DEFAULT_TAG_OPTIONS: TagOptions = { charWidth: 7.7, height: 15, gap: 4, dot: 3 };
+export const DEFAULT_TAG_OPTIONS: TagOptions = { charWidth: 7.7, height: 15, gap: 4, dot: 3, ring: 11 };
 /** How far a tag's box reaches below its baseline (descenders, and a pixel of air). */
 const TAG_DESCENT = 4;
 
@@ -190,22 +193,25 @@ export function placeEpochTags(
   const order = points.map((_, i) => i);
   const rank = (i: number) => (points[i].current ? 0 : i === 0 ? 1 : i === last ? 2 : 3);
   order.sort((a, b) => rank(a) - rank(b) || a - b);
+  // Other tags may cross the current point's ring (a thin line; their text has a halo) but not its dot: in a
+  // crowded trajectory the ring's whole square would leave the last epoch's tag no room.
   const dots: Box[] = points.map((p) => [p.x - o.dot, p.y - o.dot, p.x + o.dot, p.y + o.dot]);
   const placed: EpochTag[] = [];
   const covered = new Set<number>();
   const candidates = (i: number): EpochTag[] => {
     const p = points[i];
     const w = `e${p.epoch}`.length * o.charWidth;
-    const up = p.y - o.gap; // text baseline of a tag above the point
-    const down = p.y + o.gap + o.height - TAG_DESCENT; // below it: the box starts `gap` under the point
+    const gap = p.current ? o.ring : o.gap; // the current point's tag stays outside its selection ring
+    const up = p.y - gap; // text baseline of a tag above the point
+    const down = p.y + gap + o.height - TAG_DESCENT; // below it: the box starts `gap` under the point
     const level = p.y + o.height / 2 - TAG_DESCENT; // beside it: the box centred on the point's height
-    const side = o.dot + o.gap; // beside the point, clear of its dot
+    const side = p.current ? o.ring + 1 : o.dot + o.gap; // beside the point, clear of its dot or ring
     return (
       [
-        [p.x + o.gap, up, "start"],
-        [p.x + o.gap, down, "start"],
-        [p.x - o.gap, up, "end"],
-        [p.x - o.gap, down, "end"],
+        [p.x + gap, up, "start"],
+        [p.x + gap, down, "start"],
+        [p.x - gap, up, "end"],
+        [p.x - gap, down, "end"],
         [p.x + side, level, "start"],
         [p.x - side, level, "end"],
       ] as [number, number, "start" | "end"][]
