@@ -23,10 +23,15 @@ IfNoneMatch = Annotated[str | None, Header(max_length=1024)]
 
 def file_etag(path: Path, variant: str = "") -> str:
     """A strong ETag of a file's bytes (and ``variant``: what of the file an answer shows, e.g. one tile)."""
+    return bytes_etag(path.read_bytes(), variant)
+
+
+def bytes_etag(data: bytes, variant: str = "") -> str:
+    """A strong ETag of ``data`` (e.g. one sprite's bytes in a patch pack) and ``variant``."""
     h = hashlib.blake2b(digest_size=16)
     h.update(variant.encode())
     h.update(b"\0")
-    h.update(path.read_bytes())
+    h.update(data)
     return f'"{h.hexdigest()}"'
 
 

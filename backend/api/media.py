@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterable
 from pathlib import Path, PurePosixPath, PureWindowsPath
+from typing import BinaryIO
 
 from PIL import Image
 
@@ -47,10 +49,10 @@ def warn_once(key: str, message: str, *args: object) -> None:
     logger.warning(message, *args)
 
 
-def open_image(path: Path) -> Image.Image:
-    """Open ``path`` lazily (its header only): an image of an expected format within the pixel limit, else
-    :class:`UnreadableMedia`. The caller decodes it (``load``/``crop``) inside ``with`` and handles
-    :data:`DECODE_ERRORS`."""
+def open_image(path: Path | BinaryIO) -> Image.Image:
+    """Open ``path`` (a file, or bytes read from one) lazily (its header only): an image of an expected format
+    within the pixel limit, else :class:`UnreadableMedia`. The caller decodes it (``load``/``crop``) inside
+    ``with`` and handles :data:`DECODE_ERRORS`."""
     try:
         image = Image.open(path, formats=list(FORMAT_MEDIA_TYPES))
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
@@ -66,11 +68,14 @@ def open_image(path: Path) -> Image.Image:
 DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError)
 
 
-def safe_media_path(data_dir: Path, relative: str | None) -> Path | None:
+def safe_media_path(
+    data_dir: Path, relative: str | None, suffixes: Iterable[str] = MEDIA_TYPES
+) -> Path | None:
     """The absolute path of ``relative`` under ``data_dir`` if it is a regular file inside it, else ``None``.
 
     Refuses empty names, NUL bytes, absolute paths (POSIX or Windows style), and anything that resolves
-    (following ``..`` and symbolic links) outside the resolved ``data_dir``; also refuses unknown file types.
+    (following ``..`` and symbolic links) outside the resolved ``data_dir``; also refuses file types other than
+    ``suffixes`` (by default the image types; a patch pack passes its own).
     """
     if not relative or "\x00" in relative:
         return None
@@ -87,9 +92,29 @@ def safe_media_path(data_dir: Path, relative: str | None) -> Path | None:
         if not full.is_relative_to(root):
             logger.warning("refused media path outside the data directory: %r", relative)
             return None
-        if full.suffix.lower() not in MEDIA_TYPES or not full.is_file():
+        if full.suffix.lower() not in set(suffixes) or not full.is_file():
             return None
     except (OSError, RuntimeError, ValueError) as exc:  # e.g. a name longer than the file system allows
         warn_once(relative, "media path %r cannot be used: %s", relative[:300], type(exc).__name__)
         return None
     return full
+
+
+#: The longest byte range of a pack served as one sprite (a 64 × 64k-pixel JPEG is far smaller).
+MAX_RANGE_BYTES = 32 << 20
+
+
+def read_byte_range(path: Path, offset: int, length: int) -> bytes:
+    """``length`` bytes of ``path`` from ``offset`` (one sprite of a patch pack), else :class:`UnreadableMedia`:
+    a range that is negative, longer than :data:`MAX_RANGE_BYTES` or past the end of the file."""
+    if offset < 0 or not 0 < length <= MAX_RANGE_BYTES:
+        raise UnreadableMedia(f"byte range {offset}+{length} is not a sprite's")
+    try:
+        with path.open("rb") as file:
+            file.seek(offset)
+            data = file.read(length)
+    except OSError as exc:
+        raise UnreadableMedia(f"cannot be read ({type(exc).__name__})") from None
+    if len(data) != length:
+        raise UnreadableMedia(f"ends before byte {offset + length} (truncated pack)")
+    return data

@@ -55,6 +55,7 @@ from backend.store.config import Store, data_dir, database_url, open_store
 from backend.store.errors import ConflictError, LeaseLost, NotComputedError, NotFoundError, StoreError
 from backend.store.models import (
     JOB_STATUSES,
+    PATCH_PACK_SUFFIX,
     Base,
     Dataset,
     Image,
@@ -189,6 +190,7 @@ __all__ = [
     "NeuronTable",
     "NotComputedError",
     "NotFoundError",
+    "PATCH_PACK_SUFFIX",
     "Patch",
     "PatchRef",
     "Points",

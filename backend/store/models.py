@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     Float,
@@ -226,11 +227,18 @@ class NeuronState(Base):
     y: Mapped[float] = mapped_column(Float)
 
 
+PATCH_PACK_SUFFIX = ".pack"
+"""Suffix of a patch *pack* file: the JPEG sprites of many neurons one after another, each found by the byte range
+its patch rows name (schema v5)."""
+
+
 class Patch(Base):
     """The ``rank``-th example patch of a neuron at a snapshot (depends on the stimuli only, not on a space).
 
     ``file`` is a path relative to the data directory, always written by the worker, never client-supplied.
-    The box ``[y0, y1) × [x0, x1)`` is in the image's pixel coordinates.
+    The box ``[y0, y1) × [x0, x1)`` is in the image's pixel coordinates. With ``byte_offset`` and
+    ``byte_length`` (schema v5) the neuron's sprite is those bytes of ``file``, a *pack* holding many neurons'
+    sprites one after another; without them (rows written before v5) it is the whole file.
     """
 
     __tablename__ = "patches"
@@ -244,6 +252,8 @@ class Patch(Base):
     y1: Mapped[int] = mapped_column(Integer)
     x1: Mapped[int] = mapped_column(Integer)
     file: Mapped[str] = mapped_column(Text)
+    byte_offset: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    byte_length: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
 
 class StagedNeuronState(Base):
@@ -284,6 +294,8 @@ class StagedPatch(Base):
     y1: Mapped[int] = mapped_column(Integer)
     x1: Mapped[int] = mapped_column(Integer)
     file: Mapped[str] = mapped_column(Text)
+    byte_offset: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    byte_length: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
 
 class Importance(Base):

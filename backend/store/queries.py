@@ -43,7 +43,8 @@ from backend.store.models import (
 # result types
 @dataclass(frozen=True)
 class PatchRef:
-    """One example patch: rank among the stimuli, source image, box ``[y0,y1)×[x0,x1)``, relative file."""
+    """One example patch: rank among the stimuli, source image, box ``[y0,y1)×[x0,x1)``, relative file, and the
+    byte range of the neuron's sprite in that file when it is a pack (None: the whole file)."""
 
     rank: int
     image_idx: int
@@ -52,6 +53,8 @@ class PatchRef:
     y1: int
     x1: int
     file: str
+    byte_offset: int | None = None
+    byte_length: int | None = None
 
 
 @dataclass(frozen=True)
@@ -479,7 +482,7 @@ def _patch_refs(session: Session, snapshot_id: int, neuron_ids: list[int]) -> di
             .where(Patch.snapshot_id == snapshot_id, Patch.neuron_id.in_(chunk))
             .order_by(Patch.neuron_id, Patch.rank)
         ):
-            out[p.neuron_id].append(PatchRef(p.rank, p.image_idx, p.y0, p.x0, p.y1, p.x1, p.file))
+            out[p.neuron_id].append(_patch_ref(p))
     return out
 
 
@@ -496,7 +499,11 @@ def get_patch(session: Session, snapshot_id: int, neuron_id: int, rank: int) -> 
     p = session.get(Patch, (snapshot_id, neuron_id, rank))
     if p is None:
         raise NotFoundError(f"no patch {rank} for neuron {neuron_id} at snapshot {snapshot_id}")
-    return PatchRef(p.rank, p.image_idx, p.y0, p.x0, p.y1, p.x1, p.file)
+    return _patch_ref(p)
+
+
+def _patch_ref(p: Patch) -> PatchRef:
+    return PatchRef(p.rank, p.image_idx, p.y0, p.x0, p.y1, p.x1, p.file, p.byte_offset, p.byte_length)
 
 
 def get_neuron(session: Session, neuron_id: int) -> tuple[Neuron, Layer]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from sqlalchemy import JSON, Boolean, DateTime, Engine, Float, inspect, select, text, update
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Engine, Float, inspect, select, text, update
 from sqlalchemy.engine import Connection
 
 from backend.store import dialects
@@ -20,7 +20,7 @@ from backend.store.models import Base, SchemaInfo
 log = logging.getLogger(__name__)
 
 APP_NAME = "conceptevo"
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 """The schema version this code reads and writes."""
 
 Migration = Callable[[Connection], None]
@@ -108,11 +108,23 @@ def _migrate_v3_to_v4(conn: Connection) -> None:
     )
 
 
+def _migrate_v4_to_v5(conn: Connection) -> None:
+    """v4 → v5 (issue 12): a patch row may name a byte range of its file (``byte_offset``, ``byte_length``), so
+    that one *pack* file holds the sprites of many neurons instead of one file each. Rows written before keep
+    NULL there and still mean the whole file. Additive and idempotent."""
+    big = BigInteger().compile(dialect=conn.dialect)
+    present = set(inspect(conn).get_table_names())
+    for table in ("patches", "staged_patches"):
+        if table in present:  # a table not there yet is created whole once the migrations ran
+            _add_missing_columns(conn, table, {"byte_offset": big, "byte_length": big})
+
+
 MIGRATIONS: dict[int, Migration] = {
     0: _migrate_v0_to_v1,
     1: _migrate_v1_to_v2,
     2: _migrate_v2_to_v3,
     3: _migrate_v3_to_v4,
+    4: _migrate_v4_to_v5,
 }
 """``MIGRATIONS[v]`` migrates schema version ``v`` to ``v + 1``."""
 

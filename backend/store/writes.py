@@ -43,6 +43,8 @@ log = logging.getLogger(__name__)
 
 _SNAPSHOT_METRICS = ("train_loss", "train_top1", "train_top5", "val_loss", "val_top1", "val_top5")
 _PATCH_FIELDS = ("neuron_id", "rank", "image_idx", "y0", "x0", "y1", "x1", "file")
+_PATCH_RANGE = ("byte_offset", "byte_length")
+"""Optional patch fields (schema v5): the sprite is these bytes of ``file`` (a pack); both or neither."""
 _CHUNK = 5000
 
 
@@ -445,8 +447,9 @@ def _check_patch_file(snapshot_id: int, file: str) -> str:
 
 def write_patches(session: Session, snapshot_id: int, patches: Sequence[Mapping[str, Any]]) -> int:
     """Store patch references of one snapshot; each item has ``neuron_id, rank, image_idx,
-    y0, x0, y1, x1, file`` (``file`` relative to the data directory). Existing patches of the neurons present
-    are replaced. Returns the number of rows written.
+    y0, x0, y1, x1, file`` (``file`` relative to the data directory) and, where the sprite is a byte range of
+    a pack file, ``byte_offset, byte_length``. Existing patches of the neurons present are replaced. Returns
+    the number of rows written.
     """
     if session.get(Snapshot, snapshot_id) is None:
         raise NotFoundError(f"snapshot {snapshot_id} not found")
@@ -474,8 +477,22 @@ def _patch_rows(snapshot_id: int, patches: Sequence[Mapping[str, Any]]) -> list[
             checked[file] = _check_patch_file(snapshot_id, file)
         row["file"] = checked[file]
         row["snapshot_id"] = snapshot_id
+        row["byte_offset"], row["byte_length"] = _byte_range(snapshot_id, p)
         rows.append(row)
     return rows
+
+
+def _byte_range(snapshot_id: int, patch: Mapping[str, Any]) -> tuple[int | None, int | None]:
+    """A patch item's ``(byte_offset, byte_length)`` in its pack file, or ``(None, None)`` for a whole file."""
+    offset, length = (patch.get(k) for k in _PATCH_RANGE)
+    if offset is None and length is None:
+        return None, None
+    if offset is None or length is None or int(offset) < 0 or int(length) < 1:
+        raise ValueError(
+            f"snapshot {snapshot_id}: patch of neuron {patch.get('neuron_id')} needs both byte_offset ≥ 0 and "
+            f"byte_length ≥ 1, got {offset!r} and {length!r}"
+        )
+    return int(offset), int(length)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -601,8 +618,27 @@ def publish_staged_patches(session: Session, stage: str, snapshot_id: int) -> in
     session.execute(
         delete(Patch).where(Patch.snapshot_id == snapshot_id, Patch.neuron_id.in_(staged_neurons))
     )
-    columns = ("snapshot_id", "neuron_id", "rank", "image_idx", "y0", "x0", "y1", "x1", "file")
+    columns = ("snapshot_id", "neuron_id", "rank", "image_idx", "y0", "x0", "y1", "x1", "file", *_PATCH_RANGE)
     return _copy_stage(session, Patch, StagedPatch, columns, stage)
+
+
+def superseded_patch_files(session: Session, stage: str, snapshot_id: int) -> list[str]:
+    """The files of a snapshot's patches that :func:`publish_staged_patches` is about to replace and that no
+    staged row names: call it just before publishing, then unlink them once the transaction commits (a pack
+    file is named per job attempt, so a recomputed snapshot's new sprites never overwrite the old ones that
+    readers may still be served until the commit).
+
+    Returns:
+        Relative paths, sorted.
+    """
+    staged = select(StagedPatch.neuron_id).where(StagedPatch.stage == stage)
+    staged_files = select(StagedPatch.file).where(StagedPatch.stage == stage)
+    query = (
+        select(Patch.file)
+        .where(Patch.snapshot_id == snapshot_id, Patch.neuron_id.in_(staged), Patch.file.not_in(staged_files))
+        .distinct()
+    )
+    return sorted(session.scalars(query))
 
 
 def discard_stage(store: Store, stage: str) -> None:

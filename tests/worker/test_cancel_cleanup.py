@@ -21,7 +21,8 @@ from worker.jobs import space as space_jobs
 
 
 def _files(data: Path) -> list[Path]:
-    return sorted(p for p in data.rglob("*") if p.is_file() and p.suffix == ".jpg")
+    """Sprite files: packs, or a file per neuron as written before schema v5."""
+    return sorted(p for p in data.rglob("*") if p.is_file() and p.suffix in (".pack", ".jpg"))
 
 
 @pytest.fixture
@@ -41,10 +42,46 @@ def test_add_snapshot_writes_its_sprites_and_leaves_no_scratch(world) -> None:
     assert runner.run_worker(store, once=True, poll=0.01, handlers=handlers, install_signals=False) == 1
     assert get_job(store, job.id).status == "done"
     with store.session(readonly=True) as s:
-        files = set(s.scalars(select(Patch.file).where(Patch.snapshot_id == snaps[1])))
-    assert len(files) == 10  # one sprite per neuron (4 + 6)
-    assert {str(p.relative_to(data)) for p in _files(data)} == files
+        rows = s.scalars(select(Patch).where(Patch.snapshot_id == snaps[1])).all()
+    files = {row.file for row in rows}
+    assert len(files) == 1 and files.pop().endswith(".pack")  # the 10 neurons' sprites (4 + 6) in one pack
+    sprites = {(row.neuron_id, row.byte_offset, row.byte_length) for row in rows}
+    assert len(sprites) == len({row.neuron_id for row in rows}) == 10  # one byte range per neuron
+    assert {str(p.relative_to(data)) for p in _files(data)} == {row.file for row in rows}
     assert not (data / "tmp").exists() or not any((data / "tmp").iterdir())
+
+
+def test_recomputing_a_snapshot_replaces_its_packs_and_removes_the_old(world) -> None:
+    """A recompute writes new packs beside the old ones (so readers keep valid rows until its commit), then
+    removes the packs its rows no longer name, and the files of neurons stored one file each before v5."""
+    store, space_id, snaps, data = world
+    handlers = {"add_snapshot": space_jobs.handle_add_snapshot}
+    job_queue.enqueue(store, "add_snapshot", {"space_id": space_id, "snapshot_id": snaps[1]})
+    assert runner.run_worker(store, once=True, poll=0.01, handlers=handlers, install_signals=False) == 1
+    first = _files(data)
+    legacy = (
+        data / "patches" / f"s{snaps[1]}" / "n1.jpg"
+    )  # as if one neuron's rows still named a file of its own
+    legacy.write_bytes(b"\xff\xd8")
+    with store.engine.begin() as conn:
+        neuron = conn.scalar(select(func.min(Patch.neuron_id)).where(Patch.snapshot_id == snaps[1]))
+        changed = conn.execute(
+            Patch.__table__.update()
+            .where(Patch.snapshot_id == snaps[1], Patch.neuron_id == neuron)
+            .values(file=str(legacy.relative_to(data)), byte_offset=None, byte_length=None)
+        )
+        assert changed.rowcount > 0
+    job, _ = job_queue.enqueue(
+        store, "add_snapshot", {"space_id": space_id, "snapshot_id": snaps[1], "force": True}
+    )
+    assert runner.run_worker(store, once=True, poll=0.01, handlers=handlers, install_signals=False) == 1
+    assert get_job(store, job.id).status == "done"
+    with store.session(readonly=True) as s:
+        named = set(s.scalars(select(Patch.file).where(Patch.snapshot_id == snaps[1])))
+    now = _files(data)
+    assert {str(p.relative_to(data)) for p in now} == named and len(now) == len(first)
+    assert not set(first) & set(now), "the new packs have names of their own"
+    assert not legacy.exists()
 
 
 def test_a_job_cancelled_before_its_results_commit_leaves_no_files(world, monkeypatch) -> None:

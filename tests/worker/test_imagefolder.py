@@ -105,6 +105,23 @@ def test_preload_matches_items_and_requires_one_size(tmp_path):
     assert ImageFolderDataset(root, image_size=12).preload().shape == (10, 3, 12, 12)
 
 
+def test_preloaded_rgb_is_a_contiguous_copy_of_what_load_pil_decodes(tmp_path):
+    """Patches are cut from it by array gathers: C-contiguous (a strided view cut 3.5× slower), the same pixels,
+    and a copy (writing to it does not change the preloaded tensor the stimuli pass reads)."""
+    ds = ImageFolderDataset(write_folder(tmp_path / "data"), normalize=None)
+    assert ds.preloaded_rgb() is None  # nothing preloaded yet
+    ds.preload()
+    rgb = ds.preloaded_rgb()
+    assert rgb.dtype == np.uint8 and rgb.shape == (9, 12, 12, 3) and rgb.flags["C_CONTIGUOUS"]
+    for i in range(len(ds)):
+        np.testing.assert_array_equal(rgb[i], np.asarray(ds.load_pil(i).convert("RGB")))
+    rgb[:] = 0
+    assert ds.preload().sum() > 0
+    resized = ImageFolderDataset(write_folder(tmp_path / "other"), image_size=12)
+    resized.preload()
+    assert resized.preloaded_rgb() is None  # resized for the model: not what load_pil decodes
+
+
 def test_loader_is_deterministic(tmp_path):
     ds = ImageFolderDataset(write_folder(tmp_path / "data"))
     first = [idx.tolist() for _, _, idx in make_loader(ds, 4, shuffle=True, seed=3)]

@@ -1,5 +1,5 @@
-"""Sprites cut and encoded a chunk of neurons at a time, and by several threads, are exactly those of one pass
-over all neurons by one thread."""
+"""Sprites cut and encoded a chunk of neurons at a time, and by several threads into their packs, are exactly
+those of one pass over all neurons by one thread."""
 
 from __future__ import annotations
 
@@ -19,8 +19,20 @@ from worker.models.layers import default_layers
 from worker.pipeline import open_dataset, snapshot_stimuli
 
 
-def _files(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*.jpg"))}
+def _sprites(root: Path, rows: list[dict]) -> dict[int, bytes]:
+    """Each neuron's sprite, read from the byte range of the pack its rows name (every rank names the same)."""
+    ranges = {(r["neuron_id"], r["file"], r["byte_offset"], r["byte_length"]) for r in rows}
+    assert len(ranges) == len({r["neuron_id"] for r in rows})  # one sprite per neuron
+    out = {}
+    for neuron_id, file, offset, length in ranges:
+        data = (root / file).read_bytes()[offset : offset + length]
+        assert len(data) == length and data[:2] == b"\xff\xd8"  # a whole JPEG
+        out[neuron_id] = data
+    return out
+
+
+def _without_place(row: dict) -> dict:
+    return {k: v for k, v in row.items() if k not in ("file", "byte_offset", "byte_length")}
 
 
 def _world(tmp_path: Path):
@@ -79,10 +91,20 @@ def test_chunks_give_the_same_sprites_and_rows(tmp_path: Path, monkeypatch, prel
     def key(row: dict) -> tuple:
         return (row["neuron_id"], row["rank"])
 
-    assert sorted(chunked, key=key) == sorted(whole, key=key)
+    assert [_without_place(r) for r in sorted(chunked, key=key)] == [
+        _without_place(r) for r in sorted(whole, key=key)
+    ]
     assert len(whole) == stimuli.n_neurons * stimuli.k
-    assert _files(tmp_path / "chunked") == _files(tmp_path / "whole")
-    assert len(_files(tmp_path / "whole")) == stimuli.n_neurons
+    assert _sprites(tmp_path / "chunked", chunked) == _sprites(tmp_path / "whole", whole)
+    assert len(_sprites(tmp_path / "whole", whole)) == stimuli.n_neurons
+    # packs, not a file per neuron: one per part (decoded in memory), or one per thread's share of a chunk
+    packs = {name: len(list((tmp_path / name).rglob("*.pack"))) for name in ("whole", "chunked")}
+    threads = 1 if preloaded else patch_jobs.SPRITE_THREADS
+    assert packs == {
+        "whole": min(threads, stimuli.n_neurons),
+        "chunked": 4 if preloaded else 3 * min(threads, 3) + 1,
+    }
+    assert not list((tmp_path / "chunked").rglob("*.jpg"))
 
 
 @pytest.mark.parametrize("staged", [True, False])
@@ -95,7 +117,7 @@ def test_threads_encode_the_same_bytes(tmp_path: Path, monkeypatch, staged: bool
     rows = patch_jobs.write_patch_files(
         7, neuron_ids, stimuli, model, layers, dataset, staging=tmp_path / "staged" if staged else None
     )
-    written = _files(tmp_path / ("staged" if staged else "data"))
+    written = _sprites(tmp_path / ("staged" if staged else "data"), rows)
     assert len(written) == stimuli.n_neurons
     assert not [p for p in tmp_path.rglob("*") if p.name.startswith(".")]  # no partial file left
     sprites = make_sprites(
@@ -108,8 +130,12 @@ def test_threads_encode_the_same_bytes(tmp_path: Path, monkeypatch, staged: bool
     for row, neuron_id in enumerate(neuron_ids):
         memory = io.BytesIO()
         Image.fromarray(sprites.pixels[row]).save(memory, format="JPEG", quality=patch_jobs.SPRITE_QUALITY)
-        assert written[patch_jobs.sprite_path(7, int(neuron_id))] == memory.getvalue()
-    assert {r["file"] for r in rows} == set(written)
+        assert written[int(neuron_id)] == memory.getvalue()
+    packs = sorted(
+        str(p.relative_to(tmp_path / ("staged" if staged else "data"))) for p in tmp_path.rglob("*.pack")
+    )
+    assert {r["file"] for r in rows} == set(packs)
+    assert all(p.startswith("patches/s7/") for p in packs)
 
 
 def test_a_stopped_job_makes_no_more_sprites(tmp_path: Path, monkeypatch) -> None:

