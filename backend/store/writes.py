@@ -624,18 +624,25 @@ def publish_staged_patches(session: Session, stage: str, snapshot_id: int) -> in
 
 def superseded_patch_files(session: Session, stage: str, snapshot_id: int) -> list[str]:
     """The files of a snapshot's patches that :func:`publish_staged_patches` is about to replace and that no
-    staged row names: call it just before publishing, then unlink them once the transaction commits (a pack
-    file is named per job attempt, so a recomputed snapshot's new sprites never overwrite the old ones that
-    readers may still be served until the commit).
+    row names afterwards (neither a staged one nor one of a neuron the stage leaves alone): call it just before
+    publishing, then unlink them once the transaction commits (a pack file is named per job attempt, so a
+    recomputed snapshot's new sprites never overwrite the old ones that readers may still be served until the
+    commit).
 
     Returns:
         Relative paths, sorted.
     """
     staged = select(StagedPatch.neuron_id).where(StagedPatch.stage == stage)
     staged_files = select(StagedPatch.file).where(StagedPatch.stage == stage)
+    kept_files = select(Patch.file).where(Patch.snapshot_id == snapshot_id, Patch.neuron_id.not_in(staged))
     query = (
         select(Patch.file)
-        .where(Patch.snapshot_id == snapshot_id, Patch.neuron_id.in_(staged), Patch.file.not_in(staged_files))
+        .where(
+            Patch.snapshot_id == snapshot_id,
+            Patch.neuron_id.in_(staged),
+            Patch.file.not_in(staged_files),
+            Patch.file.not_in(kept_files),
+        )
         .distinct()
     )
     return sorted(session.scalars(query))

@@ -162,11 +162,16 @@ def test_packed_patches_keep_their_byte_ranges_and_name_the_files_they_supersede
     snap = world.snapshot_ids[1]
     old = _patches(ids, stim, "old")  # one file per neuron, as before schema v5
     old[0]["file"] = "patches/shared.pack"  # a file the new rows name again is not superseded
+    last = int(ids[-1])
+    for row in old:  # the last neuron is not restaged: a file its rows still name is not superseded either
+        if row["neuron_id"] == last:
+            row["file"] = f"patches/old/n{int(ids[-2])}.webp"
     with store.session() as s:
         write_patches(s, snap, old)
     packed = [
         {**row, "file": "patches/shared.pack" if i % 2 else "patches/new.pack", "byte_offset": 100 * i, "byte_length": 90}
         for i, row in enumerate(_patches(ids, stim, "unused"))
+        if row["neuron_id"] != last
     ]  # fmt: skip
     stage = writes.stage_key(8, "w")
     writes.stage_patches(store, stage, 8, snap, packed)
@@ -174,12 +179,13 @@ def test_packed_patches_keep_their_byte_ranges_and_name_the_files_they_supersede
         superseded = writes.superseded_patch_files(s, stage, snap)
         writes.publish_staged_patches(s, stage, snap)
     writes.discard_stage(store, stage)
-    assert superseded == sorted({r["file"] for r in old} - {"patches/shared.pack"})
+    kept = {"patches/shared.pack", f"patches/old/n{int(ids[-2])}.webp"}
+    assert superseded == sorted({r["file"] for r in old} - kept) and superseded
     with store.session(readonly=True) as s:
         rows = {(p.neuron_id, p.rank): (p.file, p.byte_offset, p.byte_length) for p in s.scalars(select(Patch).filter_by(snapshot_id=snap))}  # fmt: skip
-    assert rows == {
-        (r["neuron_id"], r["rank"]): (r["file"], r["byte_offset"], r["byte_length"]) for r in packed
-    }
+    want = {(r["neuron_id"], r["rank"]): (r["file"], r["byte_offset"], r["byte_length"]) for r in packed}
+    want.update({(r["neuron_id"], r["rank"]): (r["file"], None, None) for r in old if r["neuron_id"] == last})
+    assert rows == want
     for bad in ({"byte_offset": 0}, {"byte_length": 5}, {"byte_offset": -1, "byte_length": 5}, {"byte_offset": 0, "byte_length": 0}):  # fmt: skip
         with pytest.raises(ValueError, match="needs both byte_offset"), store.session() as s:
             write_patches(s, snap, [{**packed[0], "byte_offset": None, "byte_length": None, **bad}])
