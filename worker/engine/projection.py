@@ -14,13 +14,22 @@ positions with a Python loop that slices the sparse graph once per point — hal
 transform (0.9 s of 1.8 s for 4,800 neurons). :func:`init_graph_transform` computes the same numbers with array
 operations (same float32 operations in the same order, so bit-identical: tested against umap-learn's own on
 random graphs) and replaces umap-learn's while a :class:`Projection` transforms.
+
+The transform's optimisation (100 epochs of edge sampling, single-threaded because the reducer is seeded) is then
+most of the rest. :func:`optimize_layout_threads` runs umap-learn's own epoch function, compiled once more
+without the GIL, on :data:`LAYOUT_THREADS` threads, each over the edges of its own new points: with fixed base
+positions a new point moves only by its own edges, draws its negative samples from its own random state, and
+sees its edges in stored order, so every position is umap-learn's to the bit (tested) — 4,800 points in 0.8 s
+instead of 1.4 s on 2 cores.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import pickle
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,7 +74,7 @@ class Projection:
             ``(n, 2)`` float32 positions; the same input always gives the same output.
         """
         arr = _check(vectors, self.dim)
-        _use_array_initialisation()
+        _use_fast_transform()
         return np.asarray(self.reducer.transform(arr), dtype=np.float32)
 
     def to_bytes(self) -> bytes:
@@ -123,18 +132,128 @@ def init_graph_transform(graph: Any, embedding: np.ndarray) -> np.ndarray:
     return result
 
 
-#: umap-learn's own ``init_graph_transform``, once :func:`_use_array_initialisation` has replaced it (tests compare).
+#: Threads optimising a transform's new points (:func:`optimize_layout_threads`).
+LAYOUT_THREADS = max(1, min(4, os.cpu_count() or 1))
+#: Below this many edges one thread does it all (threads would cost more than they save).
+LAYOUT_MIN_EDGES = 20_000
+
+_epoch_without_gil: Any = None
+
+
+def _epoch_function() -> Any:
+    """umap-learn's single-epoch function compiled as umap-learn compiles it (fastmath, not parallel) but releasing
+    the GIL, so that several threads run it at once; compiled on first use, once per process."""
+    global _epoch_without_gil
+    if _epoch_without_gil is None:
+        import numba
+        from umap import layouts
+
+        _epoch_without_gil = numba.njit(
+            layouts._optimize_layout_euclidean_single_epoch, fastmath=True, parallel=False, nogil=True
+        )
+    return _epoch_without_gil
+
+
+def optimize_layout_threads(
+    head_embedding: np.ndarray,
+    tail_embedding: np.ndarray,
+    head: np.ndarray,
+    tail: np.ndarray,
+    n_epochs: Any,
+    n_vertices: int,
+    epochs_per_sample: np.ndarray,
+    a: float,
+    b: float,
+    rng_state: np.ndarray,
+    gamma: float = 1.0,
+    initial_alpha: float = 1.0,
+    negative_sample_rate: float = 5.0,
+    parallel: bool = False,
+    verbose: bool = False,
+    densmap: bool = False,
+    densmap_kwds: Any = None,
+    tqdm_kwds: Any = None,
+    move_other: bool = False,
+) -> Any:
+    """umap-learn's ``optimize_layout_euclidean`` (same arguments, same result to the bit) for a transform: the new
+    points' edges split by point over :data:`LAYOUT_THREADS` threads.
+
+    Why the result cannot change: with ``move_other`` off (a transform) an edge moves only its head point, towards
+    its tail and away from negative samples, both read from the fixed base positions; each head draws from its own
+    random state (umap-learn seeds it per point); the epoch-wide quantities (the sampling schedule, the learning
+    rate) are computed once, as umap-learn does. Each thread runs every epoch over the edges of a range of head
+    points, in stored order, so each point sees exactly the updates umap-learn's single loop would give it. Any
+    other use (a fit, densMAP, umap-learn's own parallel mode, a list of epochs) or a small graph goes to
+    umap-learn's function unchanged.
+
+    Returns:
+        ``head_embedding``, optimised in place.
+    """
+    if (
+        move_other
+        or densmap
+        or parallel
+        or isinstance(n_epochs, list)
+        or LAYOUT_THREADS < 2
+        or head.size < LAYOUT_MIN_EDGES
+    ):
+        return umap_optimize_layout_euclidean(
+            head_embedding, tail_embedding, head, tail, n_epochs, n_vertices, epochs_per_sample, a, b, rng_state,
+            gamma, initial_alpha, negative_sample_rate, parallel, verbose, densmap, densmap_kwds, tqdm_kwds,
+            move_other,
+        )  # fmt: skip
+    epoch = _epoch_function()
+    dim = head_embedding.shape[1]
+    # umap-learn's set-up, verbatim in effect
+    epochs_per_negative_sample = epochs_per_sample / negative_sample_rate
+    epoch_of_next_negative_sample = epochs_per_negative_sample.copy()
+    epoch_of_next_sample = epochs_per_sample.copy()
+    rng_state_per_sample = np.full(
+        (head_embedding.shape[0], len(rng_state)), rng_state, dtype=np.int64
+    ) + head_embedding[:, 0].astype(np.float64).view(np.int64).reshape(-1, 1)
+    unused = np.zeros(1, dtype=np.float32)  # densMAP's arrays, off here (typed as umap-learn passes them)
+    # ranges of head points holding about equal numbers of edges
+    per_head = np.bincount(head, minlength=head_embedding.shape[0])
+    cuts = np.searchsorted(np.cumsum(per_head), head.size * np.arange(1, LAYOUT_THREADS) / LAYOUT_THREADS)
+    group_of_edge = np.searchsorted(cuts, head, side="right")
+    groups = [np.flatnonzero(group_of_edge == g) for g in range(LAYOUT_THREADS)]
+
+    def optimise(edges: np.ndarray) -> None:
+        heads, tails = head[edges], tail[edges]
+        per_sample, per_negative = epochs_per_sample[edges], epochs_per_negative_sample[edges]
+        next_negative, next_sample = epoch_of_next_negative_sample[edges], epoch_of_next_sample[edges]
+        alpha = initial_alpha
+        for n in range(n_epochs):
+            epoch(
+                head_embedding, tail_embedding, heads, tails, n_vertices, per_sample, a, b, rng_state_per_sample,
+                gamma, dim, move_other, alpha, per_negative, next_negative, next_sample, n, False, unused, unused,
+                0, 0, 0, 0, unused, unused, 0,
+            )  # fmt: skip
+            alpha = initial_alpha * (1.0 - (float(n) / float(n_epochs)))
+
+    with ThreadPoolExecutor(LAYOUT_THREADS) as pool:
+        list(pool.map(optimise, [edges for edges in groups if edges.size]))
+    return head_embedding
+
+
+#: umap-learn's own ``init_graph_transform`` and ``optimize_layout_euclidean``, once :func:`_use_fast_transform`
+#: has replaced them (tests compare).
 umap_init_graph_transform: Any = None
+umap_optimize_layout_euclidean: Any = None
 
 
-def _use_array_initialisation() -> None:
-    """Make umap-learn's ``transform`` start its points with :func:`init_graph_transform` (same numbers)."""
-    global umap_init_graph_transform
+def _use_fast_transform() -> None:
+    """Make umap-learn's ``transform`` start its points with :func:`init_graph_transform` and optimise them with
+    :func:`optimize_layout_threads` (the same numbers)."""
+    global umap_init_graph_transform, umap_optimize_layout_euclidean
     from umap import umap_
 
     if umap_.init_graph_transform is not init_graph_transform:
         umap_init_graph_transform = umap_.init_graph_transform
         umap_.init_graph_transform = init_graph_transform
+    if umap_.optimize_layout_euclidean is not optimize_layout_threads:
+        umap_optimize_layout_euclidean = umap_.optimize_layout_euclidean
+        umap_.optimize_layout_euclidean = optimize_layout_threads
 
 
 def fit_projection(

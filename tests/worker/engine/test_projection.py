@@ -111,3 +111,45 @@ def test_transform_is_unchanged_by_the_array_initialisation(fitted_projection) -
     finally:
         umap_.init_graph_transform = projection.init_graph_transform
     np.testing.assert_array_equal(ours, theirs)
+
+
+def test_threaded_layout_is_umaps_to_the_bit(fitted_projection, monkeypatch) -> None:
+    """New points optimised by several threads, each over its own points' edges, land exactly where umap-learn's
+    single loop puts them (its own functions restored as the oracle), whatever the number of threads."""
+    from umap import umap_
+
+    from worker.engine import projection
+
+    proj, base, _ = fitted_projection
+    rng = np.random.default_rng(5)
+    new = np.concatenate([base, base]) + rng.normal(0, 0.8, (2 * len(base), base.shape[1])).astype(np.float32)
+    proj.transform(base[:2])  # installs the fast transform, keeping umap-learn's functions
+    monkeypatch.setattr(projection, "LAYOUT_MIN_EDGES", 0)
+    calls: list[int] = []
+    real_epoch = projection._epoch_function()
+    monkeypatch.setattr(projection, "_epoch_function", lambda: calls.append(1) or real_epoch)
+    monkeypatch.setattr(umap_, "init_graph_transform", projection.umap_init_graph_transform)
+    monkeypatch.setattr(umap_, "optimize_layout_euclidean", projection.umap_optimize_layout_euclidean)
+    theirs = np.asarray(proj.reducer.transform(new), dtype=np.float32)
+    for threads in (2, 3, 7):
+        monkeypatch.setattr(projection, "LAYOUT_THREADS", threads)
+        ours = proj.transform(new)
+        np.testing.assert_array_equal(ours, theirs)
+    assert len(calls) == 3, "the threaded path did not run"
+
+
+def test_threaded_layout_leaves_a_fit_to_umap(monkeypatch) -> None:
+    """A fit moves both ends of an edge (``move_other``): that, and umap-learn's other modes, go to its function."""
+    from worker.engine import projection
+
+    seen: list[tuple] = []
+    monkeypatch.setattr(
+        projection, "umap_optimize_layout_euclidean", lambda *args: seen.append(args) or "umap"
+    )
+    monkeypatch.setattr(projection, "LAYOUT_MIN_EDGES", 0)
+    args = (np.zeros((3, 2), np.float32), np.zeros((3, 2), np.float32), np.arange(3), np.arange(3), 10, 3,
+            np.ones(3), 1.0, 1.0, np.zeros(3, np.int64))  # fmt: skip
+    assert projection.optimize_layout_threads(*args, move_other=True) == "umap"
+    assert projection.optimize_layout_threads(*args, parallel=True) == "umap"
+    assert projection.optimize_layout_threads(*args, densmap=True) == "umap"
+    assert len(seen) == 3 and seen[0][-1] is True  # move_other passed through
