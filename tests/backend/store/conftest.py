@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import sqlite3
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
 from backend.store import Store, open_store, register_dataset, register_layers, register_run, upsert_snapshot
 
@@ -23,6 +25,27 @@ def store(db_path: Path) -> Iterator[Store]:
     st = open_store(str(db_path))
     yield st
     st.dispose()
+
+
+def execute_behind_the_store(url: str, statements: Iterable[str]) -> None:
+    """Run raw SQL on a database as an older version left it, in one transaction: on SQLite through a plain
+    connection (foreign keys off, so bare rows need no parents), on PostgreSQL through the store's engine."""
+    if "://" not in url:
+        con = sqlite3.connect(url)
+        try:
+            for statement in statements:
+                con.execute(statement)
+            con.commit()
+        finally:
+            con.close()
+        return
+    store = open_store(url)
+    try:
+        with store.engine.begin() as conn:
+            for statement in statements:
+                conn.execute(text(statement))
+    finally:
+        store.dispose()
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
 import pytest
@@ -10,6 +9,7 @@ from sqlalchemy import text
 
 from backend.store import SCHEMA_VERSION, open_store
 from backend.store.schema import STABLE_MAX_DISPLACEMENT, _migrate_v3_to_v4
+from tests.backend.store.conftest import execute_behind_the_store
 from worker.engine.stability import MAX_DISPLACEMENT
 
 # (snapshot, cosine, displacement, flag as v3 stored it) → the flag v4 reads
@@ -52,18 +52,7 @@ def _as_v3(url: str) -> None:
             literal["f"] = str(int(stable))
         statements.append(INSERT.format(s=snapshot, p="x''" if sqlite else "''::bytea", **literal))
     statements.append("UPDATE schema_info SET schema_version = 3")
-    if sqlite:
-        con = sqlite3.connect(url)
-        for statement in statements:
-            con.execute(statement)
-        con.commit()
-        con.close()
-        return
-    store = open_store(url)
-    with store.engine.begin() as conn:
-        for statement in statements:
-            conn.execute(text(statement))
-    store.dispose()
+    execute_behind_the_store(url, statements)
 
 
 def _flags(url: str) -> list[tuple]:

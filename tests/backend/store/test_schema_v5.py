@@ -3,7 +3,6 @@ and still mean the whole file."""
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
 import pytest
@@ -11,6 +10,7 @@ from sqlalchemy import inspect, text
 
 from backend.store import SCHEMA_VERSION, open_store
 from backend.store.schema import _migrate_v4_to_v5
+from tests.backend.store.conftest import execute_behind_the_store
 
 ROW = (
     "INSERT INTO patches (snapshot_id, neuron_id, rank, image_idx, y0, x0, y1, x1, file)"
@@ -34,18 +34,7 @@ def _as_v4(url: str) -> None:
             for key in ("snapshot_id", "neuron_id")
         ]
     statements += [ROW, "UPDATE schema_info SET schema_version = 4"]
-    if sqlite:
-        con = sqlite3.connect(url)
-        for statement in statements:
-            con.execute(statement)
-        con.commit()
-        con.close()
-        return
-    store = open_store(url)
-    with store.engine.begin() as conn:
-        for statement in statements:
-            conn.execute(text(statement))
-    store.dispose()
+    execute_behind_the_store(url, statements)
 
 
 def _patches(url: str) -> list[tuple]:
