@@ -46,9 +46,11 @@ from oracles_space import grouped_stimuli  # noqa: E402
 
 from tests.worker.engine.oracles_placement import GD_STEPS, eq4_gradient_descent  # noqa: E402
 from worker.engine.image_embedding import (  # noqa: E402
+    ImageEmbedding,
     choose_damping,
     fit_image_embedding,
     fit_uncovered_rule,
+    fold_of_neurons,
     image_vectors_for_all,
     neuron_vectors_from_stimuli,
     row_cosines,
@@ -90,12 +92,14 @@ def _heldout_cosine_gd(idx: np.ndarray, nv: np.ndarray, resp: np.ndarray, folds:
     """Median held-out cosine of the authors' solve: Eq 4's descent without a fold, its neurons placed by
     Eq 2 (uncovered images by the rule fitted on that descent), folds drawn as :func:`choose_damping` does."""
     n_images = resp.shape[0]
-    assign = np.random.default_rng(0).permutation(len(idx)) % folds
+    assign = fold_of_neurons(len(idx), folds)
     cosines = []
     for fold in range(folds):
         held, train = assign == fold, assign != fold
-        fit = fit_image_embedding(idx[train], nv[train], n_images)
-        fit.vectors = eq4_gradient_descent(idx[train], nv[train], n_images, steps=GD_STEPS).astype(np.float32)
+        covered = np.zeros(n_images, dtype=bool)
+        covered[idx[train].ravel()] = True
+        descent = eq4_gradient_descent(idx[train], nv[train], n_images, steps=GD_STEPS).astype(np.float32)
+        fit = ImageEmbedding(vectors=descent, covered=covered, rmse=float("nan"), r2=float("nan"))
         rule = fit_uncovered_rule(resp[:, train], idx[train], nv[train], fit, seed=0, log_level=logging.DEBUG)
         every = image_vectors_for_all(fit, rule, resp[:, train])
         cosines.append(row_cosines(neuron_vectors_from_stimuli(idx[held], every), nv[held]))

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable
+from collections.abc import Collection
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import BinaryIO
 
@@ -69,7 +69,7 @@ DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, Image.Decompression
 
 
 def safe_media_path(
-    data_dir: Path, relative: str | None, suffixes: Iterable[str] = MEDIA_TYPES
+    data_dir: Path, relative: str | None, suffixes: Collection[str] = MEDIA_TYPES
 ) -> Path | None:
     """The absolute path of ``relative`` under ``data_dir`` if it is a regular file inside it, else ``None``.
 
@@ -92,7 +92,7 @@ def safe_media_path(
         if not full.is_relative_to(root):
             logger.warning("refused media path outside the data directory: %r", relative)
             return None
-        if full.suffix.lower() not in set(suffixes) or not full.is_file():
+        if full.suffix.lower() not in suffixes or not full.is_file():
             return None
     except (OSError, RuntimeError, ValueError) as exc:  # e.g. a name longer than the file system allows
         warn_once(relative, "media path %r cannot be used: %s", relative[:300], type(exc).__name__)

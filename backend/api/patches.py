@@ -70,6 +70,12 @@ class _Sprite:
     def open(self):
         return open_image(self.path if self.data is None else io.BytesIO(self.data))
 
+    def response(self, media_type: str, headers: dict[str, str]) -> Response:
+        """The sprite as stored: its bytes, or the whole file streamed."""
+        if self.data is not None:
+            return Response(self.data, media_type=media_type, headers=headers)
+        return FileResponse(self.path, media_type=media_type, headers=headers)
+
 
 def _sprite(db, data_dir, snapshot_id: int, neuron_id: int, rank: int) -> _Sprite:
     """The sprite holding patch ``rank`` of the neuron, or a 404 naming what is missing or unreadable."""
@@ -121,9 +127,7 @@ def get_sprite(
             media_type = FORMAT_MEDIA_TYPES[str(image.format)]
     except UnreadableMedia as exc:
         raise _unreadable(sprite.path, snapshot_id, neuron_id, 0, exc) from None
-    if sprite.data is not None:
-        return Response(sprite.data, media_type=media_type, headers=cache_headers(etag))
-    return FileResponse(sprite.path, media_type=media_type, headers=cache_headers(etag))
+    return sprite.response(media_type, cache_headers(etag))
 
 
 @router.get(
@@ -153,10 +157,7 @@ def get_patch(
         with sprite.open() as image:
             width, height = image.size
             if width <= height:  # a file of its own
-                media_type = FORMAT_MEDIA_TYPES[str(image.format)]
-                if sprite.data is not None:
-                    return Response(sprite.data, media_type=media_type, headers=headers)
-                return FileResponse(sprite.path, media_type=media_type, headers=headers)
+                return sprite.response(FORMAT_MEDIA_TYPES[str(image.format)], headers)
             if (rank + 1) * height > width:
                 raise NotFoundError(
                     f"the sprite of neuron {neuron_id} at snapshot {snapshot_id} has no tile {rank}"

@@ -540,6 +540,11 @@ def ridge_path(a: sp.csr_matrix, targets: np.ndarray, dampings: tuple[float, ...
         return [evecs @ (proj / (evals + lam**2)[:, None]) for lam in dampings]
 
 
+def fold_of_neurons(n: int, folds: int, seed: int = 0) -> np.ndarray:
+    """The cross-validation fold of each of ``n`` base neurons (as :func:`choose_damping` draws them)."""
+    return np.random.default_rng(seed).permutation(n) % folds
+
+
 def choose_damping(
     indices_base: np.ndarray,
     neuron_vectors: np.ndarray,
@@ -582,7 +587,7 @@ def choose_damping(
         raise ConceptEvoError(f"folds must lie in [2, {n}] (the number of base neurons), got {folds}")
     reference = fit_image_embedding(idx, nv, n_images, damping=float(np.median(dampings)))
     shape = fit_uncovered_rule(responses, idx, nv, reference, seed=seed, log_level=logging.DEBUG)
-    assign = np.random.default_rng(seed).permutation(n) % folds
+    assign = fold_of_neurons(n, folds, seed)
     sq_err = np.zeros(len(dampings))
     cosines: list[list[np.ndarray]] = [[] for _ in dampings]
     for fold in range(folds):

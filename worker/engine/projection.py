@@ -204,10 +204,8 @@ def optimize_layout_threads(
         )  # fmt: skip
     epoch = _epoch_function()
     dim = head_embedding.shape[1]
-    # umap-learn's set-up, verbatim in effect
+    # umap-learn's set-up, verbatim in effect (each thread copies its edges' schedule below)
     epochs_per_negative_sample = epochs_per_sample / negative_sample_rate
-    epoch_of_next_negative_sample = epochs_per_negative_sample.copy()
-    epoch_of_next_sample = epochs_per_sample.copy()
     rng_state_per_sample = np.full(
         (head_embedding.shape[0], len(rng_state)), rng_state, dtype=np.int64
     ) + head_embedding[:, 0].astype(np.float64).view(np.int64).reshape(-1, 1)
@@ -221,7 +219,7 @@ def optimize_layout_threads(
     def optimise(edges: np.ndarray) -> None:
         heads, tails = head[edges], tail[edges]
         per_sample, per_negative = epochs_per_sample[edges], epochs_per_negative_sample[edges]
-        next_negative, next_sample = epoch_of_next_negative_sample[edges], epoch_of_next_sample[edges]
+        next_negative, next_sample = per_negative.copy(), per_sample.copy()
         alpha = initial_alpha
         for n in range(n_epochs):
             epoch(

@@ -149,7 +149,7 @@ def write_patch_files(
             parts = _parts(total, sprite_chunk(stimuli.k, PART_BYTES))
             packed = pool.map(cut_and_pack, range(len(parts)), parts)
             for part, (patches, file, spans) in zip(parts, packed, strict=True):
-                rows.extend(_patch_rows(neuron_ids, patches, part, file, spans))
+                rows.extend(_patch_rows(neuron_ids, patches, _sprite_places(part, file, spans)))
                 report(int(part[-1]) + 1, f"patches: sprites {int(part[-1]) + 1}/{total} neurons")
             return rows
         # Images decoded as needed: each chunk is cut by one thread (as large as SPRITE_BYTES allows, so that an
@@ -167,12 +167,13 @@ def write_patch_files(
             packs += len(shares)
             # contiguous shares: views of the chunk's pixels, not copies
             packed = pool.map(pack, numbers, [sprites.pixels[share[0] : share[-1] + 1] for share in shares])
-            encoded = 0
+            encoded, places = 0, {}
             for share, (file, spans) in zip(shares, packed, strict=True):
-                rows.extend(_patch_rows(neuron_ids, sprites.patches, chunk[share], file, spans))
+                places.update(_sprite_places(chunk[share], file, spans))
                 encoded += share.size
                 done = first + chunk.size * (CROPS_SHARE + (1 - CROPS_SHARE) * encoded / chunk.size)
                 report(done, f"patches: sprites {first + encoded}/{total} neurons")
+            rows.extend(_patch_rows(neuron_ids, sprites.patches, places))
             del sprites  # the next chunk's pixels reuse the memory
     finally:  # a stop (progress raises when the job is cancelled) drops the parts not started yet
         pool.shutdown(wait=True, cancel_futures=True)
@@ -184,16 +185,19 @@ def _parts(total: int, size: int) -> list[np.ndarray]:
     return [np.arange(start, min(start + size, total)) for start in range(0, total, size)]
 
 
+def _sprite_places(
+    neurons: np.ndarray, file: str, spans: list[tuple[int, int]]
+) -> dict[int, tuple[str, int, int]]:
+    """Stimuli row → ``(pack file, byte offset, byte length)`` of its sprite, for ``neurons`` packed in that
+    order into ``file`` at ``spans``."""
+    return {int(n): (file, start, length) for n, (start, length) in zip(neurons, spans, strict=True)}
+
+
 def _patch_rows(
-    neuron_ids: np.ndarray,
-    patches: list[PatchRef],
-    neurons: np.ndarray,
-    file: str,
-    spans: list[tuple[int, int]],
+    neuron_ids: np.ndarray, patches: list[PatchRef], places: Mapping[int, tuple[str, int, int]]
 ) -> list[dict]:
-    """The patch rows (see :func:`backend.store.write_patches`) of the patches of ``neurons`` (stimuli rows),
-    whose sprites are ``spans`` (in the same order) of pack ``file``."""
-    span_of = {int(neuron): span for neuron, span in zip(neurons, spans, strict=True)}
+    """The patch rows (see :func:`backend.store.write_patches`) of ``patches``, each naming its neuron's sprite's
+    place in a pack (``places``, by stimuli row)."""
     return [
         {
             "neuron_id": int(neuron_ids[patch.neuron]),
@@ -203,12 +207,11 @@ def _patch_rows(
             "x0": patch.box[1],
             "y1": patch.box[2],
             "x1": patch.box[3],
-            "file": file,
-            "byte_offset": span_of[patch.neuron][0],
-            "byte_length": span_of[patch.neuron][1],
+            "file": places[patch.neuron][0],
+            "byte_offset": places[patch.neuron][1],
+            "byte_length": places[patch.neuron][2],
         }
         for patch in patches
-        if patch.neuron in span_of
     ]
 
 
