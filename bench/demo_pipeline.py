@@ -182,13 +182,13 @@ def main(argv: list[str] | None = None) -> dict:
         )
         from sqlalchemy import func, select
 
-        from backend.store import Importance, NeuronState, Patch, SpaceSnapshot
+        from backend.store import Importance, NeuronState, PatchSet, SpaceSnapshot
 
         with store.session(readonly=True) as s:
             result["counts"] = {
                 "space_snapshots": s.scalar(select(func.count()).select_from(SpaceSnapshot)),
                 "neuron_states": s.scalar(select(func.count()).select_from(NeuronState)),
-                "patches": s.scalar(select(func.count()).select_from(Patch)),
+                "patch_sets": s.scalar(select(func.count()).select_from(PatchSet)),
                 "importances": s.scalar(select(func.count()).select_from(Importance)),
             }
         store.dispose()

@@ -60,9 +60,10 @@ sys.path.insert(0, str(REPO))
 
 from sqlalchemy import insert  # noqa: E402
 
+from backend.store.blobs import pack_boxes  # noqa: E402
 from backend.store.config import open_store  # noqa: E402
-from backend.store.models import Patch  # noqa: E402
-from tests.fixtures.synthetic import build_synthetic_store, layer_channels, tiny_png  # noqa: E402
+from backend.store.models import PatchSet  # noqa: E402
+from tests.fixtures.synthetic import build_synthetic_store, layer_channels, tiny_sprite  # noqa: E402
 from tests.frontend.browser import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
 
 log = logging.getLogger("bench.ui")
@@ -178,10 +179,10 @@ def build_store(db: Path, data: Path, n_points: int, n_hover: int) -> tuple[Any,
             dim=8,
             patch_epochs=[],
         )
-        for rank in range(TOOLTIP_RANKS):
-            path = data / "patches" / "shared" / f"{rank}.png"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(tiny_png((40 + 80 * rank, 90, 160), size=16))
+        sprite = data / "patches" / "shared" / "sprite.png"  # every hovered neuron's sprite: one file
+        sprite.parent.mkdir(parents=True, exist_ok=True)
+        sprite.write_bytes(tiny_sprite([(40 + 80 * rank, 90, 160) for rank in range(TOOLTIP_RANKS)], tile=16))
+        boxes = pack_boxes([(rank, 0, 0, 16, 16) for rank in range(TOOLTIP_RANKS)])
         ids = world.neuron_ids[0]
         rng = np.random.default_rng(1)
         hover_ids = [ids[i] for i in rng.choice(len(ids), size=min(len(ids), n_hover), replace=False)]
@@ -191,19 +192,13 @@ def build_store(db: Path, data: Path, n_points: int, n_hover: int) -> tuple[Any,
                     {
                         "snapshot_id": sid,
                         "neuron_id": nid,
-                        "rank": rank,
-                        "image_idx": rank,
-                        "y0": 0,
-                        "x0": 0,
-                        "y1": 16,
-                        "x1": 16,
-                        "file": f"patches/shared/{rank}.png",
+                        "boxes": boxes,
+                        "file": "patches/shared/sprite.png",
                     }
                     for nid in hover_ids
-                    for rank in range(TOOLTIP_RANKS)
                 ]
                 for lo in range(0, len(rows), 20_000):
-                    s.execute(insert(Patch), rows[lo : lo + 20_000])
+                    s.execute(insert(PatchSet), rows[lo : lo + 20_000])
     finally:
         store.dispose()
     titles: dict[int, str] = {}

@@ -1,7 +1,7 @@
 """Patch images by id: ``GET /api/patches/{snapshot_id}/{neuron_id}/{rank}`` and ``…/sprite``.
 
-The file path comes from the ``patches`` row (written by the worker), never from the request, and is served only
-if it resolves inside the data directory. The worker writes one *sprite* per (snapshot, neuron): its k patches
+The file path comes from the neuron's ``patch_sets`` row (written by the worker), never from the request, and is
+served only if it resolves inside the data directory. The worker writes one *sprite* per (snapshot, neuron): its k patches
 side by side as square tiles (tile ``rank`` = the stimulus of that rank). ``…/sprite`` serves that file as is
 (one request for a whole gallery row); ``…/{rank}`` serves the one tile, cut from it. A square file is one patch.
 A file that is not an image of an expected format, is over the pixel limit or cannot be decoded is a 404

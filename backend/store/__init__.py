@@ -13,10 +13,11 @@ Modules and public names
   (``.session(readonly=False)``, ``.url``, ``.dialect``, ``.label``, ``.path``, ``.dispose()``).
 * ``errors``   — :class:`StoreError` (unusable database, one-line message), :class:`NotFoundError` (→ 404),
   :class:`ConflictError` (→ 409), :class:`LeaseLost` (worker no longer owns its job).
-* ``models``   — ``Dataset, Image, Run, Snapshot, Layer, Neuron, Space, SpaceSnapshot, NeuronState, Patch,
+* ``models``   — ``Dataset, Image, Run, Snapshot, Layer, Neuron, Space, SpaceSnapshot, NeuronState, PatchSet,
   Importance, ImportanceScore, Job, SchemaInfo``, ``Base``, ``utcnow``, ``JOB_STATUSES``.
 * ``schema``   — ``SCHEMA_VERSION``, ``MIGRATIONS``, ``ensure_schema``.
-* ``blobs``    — ``pack_f32/unpack_f32, pack_i32/unpack_i32, pack_u8/unpack_u8, pack_points/unpack_points``.
+* ``blobs``    — ``pack_f32/unpack_f32, pack_i32/unpack_i32, pack_u8/unpack_u8, pack_points/unpack_points,
+  pack_boxes/unpack_boxes``.
 * ``queue``    — ``enqueue, enqueue_in, claim, heartbeat, finishing, finish, fail, release, cancel, retry, get_job,
   list_jobs``, ``JobInfo``, ``dedupe_key``, ``default_worker_id``.
 * ``writes``   — ``register_dataset, register_run, upsert_snapshot, register_layers, write_space, set_movement,
@@ -42,10 +43,12 @@ from backend.store.alerts import Alert as Alert  # registers the alerts tables (
 from backend.store.alerts import RunHeartbeat as RunHeartbeat
 from backend.store.blobs import (
     Points,
+    pack_boxes,
     pack_f32,
     pack_i32,
     pack_points,
     pack_u8,
+    unpack_boxes,
     unpack_f32,
     unpack_i32,
     unpack_points,
@@ -65,7 +68,7 @@ from backend.store.models import (
     Layer,
     Neuron,
     NeuronState,
-    Patch,
+    PatchSet,
     Run,
     SchemaInfo,
     Snapshot,
@@ -191,7 +194,7 @@ __all__ = [
     "NotComputedError",
     "NotFoundError",
     "PATCH_PACK_SUFFIX",
-    "Patch",
+    "PatchSet",
     "PatchRef",
     "Points",
     "Run",
@@ -252,6 +255,7 @@ __all__ = [
     "next_computed_snapshot",
     "not_computed",
     "open_store",
+    "pack_boxes",
     "pack_f32",
     "pack_i32",
     "pack_points",
@@ -277,6 +281,7 @@ __all__ = [
     "space_summaries",
     "spaces_of_snapshots",
     "trajectory",
+    "unpack_boxes",
     "unpack_f32",
     "unpack_i32",
     "unpack_points",

@@ -8,6 +8,9 @@ The ``points`` blob of a (space, snapshot) is four packed columns of equal lengt
     neuron_id int32[n] | layer_idx int32[n] | x float32[n] | y float32[n]      (16·n bytes)
 
 so a client can map it with four typed-array views without parsing.
+
+The ``boxes`` blob of a neuron's patch set is ``int32[k, 5]``, one ``(image_idx, y0, x0, y1, x1)`` per stimulus
+rank.
 """
 
 from __future__ import annotations
@@ -52,6 +55,27 @@ def unpack_i32(blob: bytes, shape: tuple[int, ...] | None = None) -> npt.NDArray
         raise ValueError(f"int32 blob of {len(blob)} bytes is not a multiple of 4")
     arr = np.frombuffer(blob, dtype=_I32).astype(np.int32)
     return arr.reshape(shape) if shape is not None else arr
+
+
+BOX_FIELDS = ("image_idx", "y0", "x0", "y1", "x1")
+"""The columns of a ``boxes`` blob, in order."""
+
+
+def pack_boxes(boxes: npt.ArrayLike) -> bytes:
+    """Pack a neuron's patch boxes, ``(k, 5)`` integers (see :data:`BOX_FIELDS`), as int32 bytes."""
+    arr = np.asarray(boxes)
+    if arr.ndim != 2 or arr.shape[1] != len(BOX_FIELDS) or not len(arr):
+        raise ValueError(
+            f"patch boxes must be (k ≥ 1, {len(BOX_FIELDS)}) {BOX_FIELDS}, got shape {arr.shape}"
+        )
+    return pack_i32(arr)
+
+
+def unpack_boxes(blob: bytes) -> npt.NDArray[np.int32]:
+    """The ``(k, 5)`` int32 boxes of a ``boxes`` blob."""
+    if len(blob) % (4 * len(BOX_FIELDS)):
+        raise ValueError(f"boxes blob of {len(blob)} bytes is not a multiple of {4 * len(BOX_FIELDS)}")
+    return unpack_i32(blob, (-1, len(BOX_FIELDS)))
 
 
 def pack_u8(values: npt.ArrayLike) -> bytes:

@@ -229,28 +229,26 @@ class NeuronState(Base):
 
 PATCH_PACK_SUFFIX = ".pack"
 """Suffix of a patch *pack* file: the JPEG sprites of many neurons one after another, each found by the byte range
-its patch rows name (schema v5)."""
+its :class:`PatchSet` row names (since schema v5)."""
 
 
-class Patch(Base):
-    """The ``rank``-th example patch of a neuron at a snapshot (depends on the stimuli only, not on a space).
+class PatchSet(Base):
+    """A neuron's k example patches at a snapshot (depend on the stimuli only, not on a space): one row per
+    (snapshot, neuron) since schema v6 (before, one row per patch — ten times the rows for the same facts).
 
-    ``file`` is a path relative to the data directory, always written by the worker, never client-supplied.
-    The box ``[y0, y1) × [x0, x1)`` is in the image's pixel coordinates. With ``byte_offset`` and
-    ``byte_length`` (schema v5) the neuron's sprite is those bytes of ``file``, a *pack* holding many neurons'
-    sprites one after another; without them (rows written before v5) it is the whole file.
+    ``boxes`` is ``int32[k, 5]`` little-endian, one ``(image_idx, y0, x0, y1, x1)`` per stimulus rank (0 =
+    strongest); a box ``[y0, y1) × [x0, x1)`` is in the image's pixel coordinates (see :func:`.blobs.pack_boxes`).
+    ``file`` is the neuron's *sprite* — its k patches as square tiles side by side, tile ``rank`` = the stimulus
+    of that rank — as a path relative to the data directory, always written by the worker, never
+    client-supplied. With ``byte_offset`` and ``byte_length`` the sprite is those bytes of ``file``, a *pack*
+    holding many neurons' sprites one after another; without them it is the whole file.
     """
 
-    __tablename__ = "patches"
+    __tablename__ = "patch_sets"
 
     snapshot_id: Mapped[int] = mapped_column(ForeignKey("snapshots.id", ondelete="CASCADE"), primary_key=True)
     neuron_id: Mapped[int] = mapped_column(ForeignKey("neurons.id", ondelete="CASCADE"), primary_key=True)
-    rank: Mapped[int] = mapped_column(Integer, primary_key=True)
-    image_idx: Mapped[int] = mapped_column(Integer)
-    y0: Mapped[int] = mapped_column(Integer)
-    x0: Mapped[int] = mapped_column(Integer)
-    y1: Mapped[int] = mapped_column(Integer)
-    x1: Mapped[int] = mapped_column(Integer)
+    boxes: Mapped[bytes] = mapped_column(LargeBinary)
     file: Mapped[str] = mapped_column(Text)
     byte_offset: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     byte_length: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
@@ -278,21 +276,16 @@ class StagedNeuronState(Base):
     y: Mapped[float] = mapped_column(Float)
 
 
-class StagedPatch(Base):
-    """A :class:`Patch` row a running job wrote ahead (see :class:`StagedNeuronState`)."""
+class StagedPatchSet(Base):
+    """A :class:`PatchSet` row a running job wrote ahead (see :class:`StagedNeuronState`)."""
 
-    __tablename__ = "staged_patches"
+    __tablename__ = "staged_patch_sets"
 
     stage: Mapped[str] = mapped_column(String(250), primary_key=True)
     neuron_id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    rank: Mapped[int] = mapped_column(Integer, primary_key=True)
     job_id: Mapped[int] = mapped_column(Integer, index=True)
     snapshot_id: Mapped[int] = mapped_column(Integer)
-    image_idx: Mapped[int] = mapped_column(Integer)
-    y0: Mapped[int] = mapped_column(Integer)
-    x0: Mapped[int] = mapped_column(Integer)
-    y1: Mapped[int] = mapped_column(Integer)
-    x1: Mapped[int] = mapped_column(Integer)
+    boxes: Mapped[bytes] = mapped_column(LargeBinary)
     file: Mapped[str] = mapped_column(Text)
     byte_offset: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     byte_length: Mapped[int | None] = mapped_column(BigInteger, nullable=True)

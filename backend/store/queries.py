@@ -19,7 +19,7 @@ import numpy.typing as npt
 from sqlalchemy import ColumnElement, Select, func, select
 from sqlalchemy.orm import Session
 
-from backend.store.blobs import unpack_f32, unpack_i32, unpack_points
+from backend.store.blobs import unpack_boxes, unpack_f32, unpack_i32, unpack_points
 from backend.store.errors import NotComputedError, NotFoundError, StoreError
 from backend.store.models import (
     Dataset,
@@ -29,7 +29,7 @@ from backend.store.models import (
     Layer,
     Neuron,
     NeuronState,
-    Patch,
+    PatchSet,
     Run,
     RunModelKwargs,
     SchemaInfo,
@@ -477,12 +477,10 @@ def _patch_refs(session: Session, snapshot_id: int, neuron_ids: list[int]) -> di
     out: dict[int, list[PatchRef]] = {n: [] for n in neuron_ids}
     for i in range(0, len(neuron_ids), 500):
         chunk = neuron_ids[i : i + 500]
-        for p in session.scalars(
-            select(Patch)
-            .where(Patch.snapshot_id == snapshot_id, Patch.neuron_id.in_(chunk))
-            .order_by(Patch.neuron_id, Patch.rank)
+        for row in session.scalars(
+            select(PatchSet).where(PatchSet.snapshot_id == snapshot_id, PatchSet.neuron_id.in_(chunk))
         ):
-            out[p.neuron_id].append(_patch_ref(p))
+            out[row.neuron_id] = _patch_set_refs(row)
     return out
 
 
@@ -496,14 +494,19 @@ def patches_of(session: Session, snapshot_id: int, neuron_id: int) -> list[Patch
 
 def get_patch(session: Session, snapshot_id: int, neuron_id: int, rank: int) -> PatchRef:
     """One patch by (snapshot, neuron, rank) (NotFoundError otherwise) — the API serves ``file`` from it."""
-    p = session.get(Patch, (snapshot_id, neuron_id, rank))
-    if p is None:
+    row = session.get(PatchSet, (snapshot_id, neuron_id))
+    refs = _patch_set_refs(row) if row is not None else []
+    if not 0 <= rank < len(refs):
         raise NotFoundError(f"no patch {rank} for neuron {neuron_id} at snapshot {snapshot_id}")
-    return _patch_ref(p)
+    return refs[rank]
 
 
-def _patch_ref(p: Patch) -> PatchRef:
-    return PatchRef(p.rank, p.image_idx, p.y0, p.x0, p.y1, p.x1, p.file, p.byte_offset, p.byte_length)
+def _patch_set_refs(row: PatchSet) -> list[PatchRef]:
+    """A patch set row as one :class:`PatchRef` per rank."""
+    return [
+        PatchRef(rank, image_idx, y0, x0, y1, x1, row.file, row.byte_offset, row.byte_length)
+        for rank, (image_idx, y0, x0, y1, x1) in enumerate(unpack_boxes(row.boxes).tolist())
+    ]
 
 
 def get_neuron(session: Session, neuron_id: int) -> tuple[Neuron, Layer]:

@@ -37,7 +37,7 @@ from backend.store.models import (
     Layer,
     Neuron,
     NeuronState,
-    Patch,
+    PatchSet,
     Run,
     Snapshot,
     Space,
@@ -163,7 +163,9 @@ def _count(session: Session, stmt: Any) -> int:
 
 
 def _patch_files(session: Session, snapshots: Select[Any]) -> list[str]:
-    return sorted(set(session.scalars(select(Patch.file).where(Patch.snapshot_id.in_(snapshots))).all()))
+    return sorted(
+        set(session.scalars(select(PatchSet.file).where(PatchSet.snapshot_id.in_(snapshots))).all())
+    )
 
 
 def drop_space_contents(
@@ -199,7 +201,7 @@ def drop_space_contents(
         "computed snapshots": _count(
             session, delete(SpaceSnapshot).where(SpaceSnapshot.space_id == space_id)
         ),
-        "patches": _count(session, delete(Patch).where(Patch.snapshot_id.in_(orphans))),
+        "patch_sets": _count(session, delete(PatchSet).where(PatchSet.snapshot_id.in_(orphans))),
     }
     invalidate_space_cache(space_id)
     return rows, files
@@ -248,7 +250,7 @@ def _remove_run(session: Session, run_id: int, name: str) -> tuple[dict[str, int
         "computed snapshots": _count(
             session, delete(SpaceSnapshot).where(SpaceSnapshot.snapshot_id.in_(snapshots))
         ),
-        "patches": _count(session, delete(Patch).where(Patch.snapshot_id.in_(snapshots))),
+        "patch_sets": _count(session, delete(PatchSet).where(PatchSet.snapshot_id.in_(snapshots))),
         "importance scores": _count(
             session, delete(ImportanceScore).where(ImportanceScore.importance_id.in_(importances))
         ),

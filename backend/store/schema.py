@@ -10,17 +10,30 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Engine, Float, inspect, select, text, update
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Engine,
+    Float,
+    insert,
+    inspect,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.engine import Connection
 
 from backend.store import dialects
+from backend.store.blobs import pack_boxes
 from backend.store.errors import StoreError
-from backend.store.models import Base, SchemaInfo
+from backend.store.models import Base, PatchSet, SchemaInfo
 
 log = logging.getLogger(__name__)
 
 APP_NAME = "conceptevo"
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 """The schema version this code reads and writes."""
 
 Migration = Callable[[Connection], None]
@@ -119,12 +132,61 @@ def _migrate_v4_to_v5(conn: Connection) -> None:
             _add_missing_columns(conn, table, {"byte_offset": big, "byte_length": big})
 
 
+PATCH_MIGRATION_CHUNK = 5000
+"""Patch sets inserted per statement by the v5 → v6 migration."""
+
+
+def _migrate_v5_to_v6(conn: Connection) -> None:
+    """v5 → v6 (issue 12): one ``patch_sets`` row per (snapshot, neuron) — its k boxes packed in one blob, its
+    sprite's file and byte range once — replaces the k ``patches`` rows that repeated them (ResNet18: 48,000 rows
+    per epoch, whose staging, copying and clean-up were a third of a snapshot's writing). Each neuron's rows
+    become one set in rank order, taking rank 0's file and byte range (the worker has always written one sprite
+    per neuron, which all of its ranks name); ``staged_patches`` only held scratch and is dropped. Idempotent:
+    a database that has no ``patches`` table any more is left alone."""
+    present = set(inspect(conn).get_table_names())
+    PatchSet.__table__.create(conn, checkfirst=True)
+    if "patches" in present:
+        rows = conn.execute(
+            text(
+                "SELECT snapshot_id, neuron_id, image_idx, y0, x0, y1, x1, file, byte_offset, byte_length "
+                "FROM patches ORDER BY snapshot_id, neuron_id, rank"
+            )
+        ).all()
+        sets: list[dict[str, object]] = []
+        boxes: dict[tuple[int, int], list[tuple[int, int, int, int, int]]] = {}
+        for snapshot_id, neuron_id, image_idx, y0, x0, y1, x1, file, offset, length in rows:
+            key = (snapshot_id, neuron_id)
+            if key not in boxes:
+                boxes[key] = []
+                sets.append(
+                    {
+                        "snapshot_id": snapshot_id,
+                        "neuron_id": neuron_id,
+                        "file": file,
+                        "byte_offset": offset,
+                        "byte_length": length,
+                    }
+                )
+            boxes[key].append((image_idx, y0, x0, y1, x1))
+        for i in range(0, len(sets), PATCH_MIGRATION_CHUNK):
+            chunk = [
+                {**row, "boxes": pack_boxes(boxes[(row["snapshot_id"], row["neuron_id"])])}
+                for row in sets[i : i + PATCH_MIGRATION_CHUNK]
+            ]
+            conn.execute(insert(PatchSet.__table__), chunk)
+        log.warning("schema v6: %d patch rows became %d patch sets", len(rows), len(sets))
+        conn.execute(text("DROP TABLE patches"))
+    if "staged_patches" in present:
+        conn.execute(text("DROP TABLE staged_patches"))
+
+
 MIGRATIONS: dict[int, Migration] = {
     0: _migrate_v0_to_v1,
     1: _migrate_v1_to_v2,
     2: _migrate_v2_to_v3,
     3: _migrate_v3_to_v4,
     4: _migrate_v4_to_v5,
+    5: _migrate_v5_to_v6,
 }
 """``MIGRATIONS[v]`` migrates schema version ``v`` to ``v + 1``."""
 

@@ -15,7 +15,7 @@ import numpy.typing as npt
 from sqlalchemy import Integer, delete, insert, literal, select
 from sqlalchemy.orm import Session
 
-from backend.store.blobs import pack_f32, pack_i32, pack_points, pack_u8
+from backend.store.blobs import pack_boxes, pack_f32, pack_i32, pack_points, pack_u8
 from backend.store.config import Store
 from backend.store.errors import ConflictError, NotFoundError, StoreError
 from backend.store.models import (
@@ -27,14 +27,14 @@ from backend.store.models import (
     Layer,
     Neuron,
     NeuronState,
-    Patch,
+    PatchSet,
     Run,
     RunModelKwargs,
     Snapshot,
     Space,
     SpaceSnapshot,
     StagedNeuronState,
-    StagedPatch,
+    StagedPatchSet,
     utcnow,
 )
 from backend.store.queries import invalidate_space_cache
@@ -42,9 +42,9 @@ from backend.store.queries import invalidate_space_cache
 log = logging.getLogger(__name__)
 
 _SNAPSHOT_METRICS = ("train_loss", "train_top1", "train_top5", "val_loss", "val_top1", "val_top5")
-_PATCH_FIELDS = ("neuron_id", "rank", "image_idx", "y0", "x0", "y1", "x1", "file")
+_PATCH_SET_FIELDS = ("neuron_id", "boxes", "file")
 _PATCH_RANGE = ("byte_offset", "byte_length")
-"""Optional patch fields (schema v5): the sprite is these bytes of ``file`` (a pack); both or neither."""
+"""Optional patch set fields (since schema v5): the sprite is these bytes of ``file`` (a pack); both or neither."""
 _CHUNK = 5000
 
 
@@ -445,51 +445,72 @@ def _check_patch_file(snapshot_id: int, file: str) -> str:
     return f
 
 
-def write_patches(session: Session, snapshot_id: int, patches: Sequence[Mapping[str, Any]]) -> int:
-    """Store patch references of one snapshot; each item has ``neuron_id, rank, image_idx,
-    y0, x0, y1, x1, file`` (``file`` relative to the data directory) and, where the sprite is a byte range of
-    a pack file, ``byte_offset, byte_length``. Existing patches of the neurons present are replaced. Returns
-    the number of rows written.
+def write_patches(session: Session, snapshot_id: int, patch_sets: Sequence[Mapping[str, Any]]) -> int:
+    """Store the example patches of some of a snapshot's neurons, one item per neuron: ``neuron_id``,
+    ``boxes`` (``(k, 5)`` integers, one ``(image_idx, y0, x0, y1, x1)`` per stimulus rank), ``file`` (the
+    neuron's sprite, relative to the data directory) and, where the sprite is a byte range of a pack file,
+    ``byte_offset, byte_length``. The sets already stored for those neurons are replaced.
+
+    Returns:
+        The number of neurons written.
     """
     if session.get(Snapshot, snapshot_id) is None:
         raise NotFoundError(f"snapshot {snapshot_id} not found")
-    rows = _patch_rows(snapshot_id, patches)
-    neurons = sorted({r["neuron_id"] for r in rows})
+    rows = _patch_set_rows(snapshot_id, patch_sets)
+    neurons = sorted(r["neuron_id"] for r in rows)
     for i in range(0, len(neurons), 500):
         session.execute(
-            delete(Patch).where(Patch.snapshot_id == snapshot_id, Patch.neuron_id.in_(neurons[i : i + 500]))
+            delete(PatchSet).where(
+                PatchSet.snapshot_id == snapshot_id, PatchSet.neuron_id.in_(neurons[i : i + 500])
+            )
         )
-    _bulk_insert(session, Patch, rows)
+    _bulk_insert(session, PatchSet, rows)
     return len(rows)
 
 
-def _patch_rows(snapshot_id: int, patches: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Check patch items (see :func:`write_patches`) and turn them into ``patches`` rows."""
+def _patch_set_rows(snapshot_id: int, patch_sets: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Check patch set items (see :func:`write_patches`) and turn them into ``patch_sets`` rows."""
     rows: list[dict[str, Any]] = []
-    checked: dict[str, str] = {}  # a neuron's k patches share one sprite file: check each path once
-    for p in patches:
-        missing = [k for k in _PATCH_FIELDS if k not in p]
+    checked: dict[str, str] = {}  # a pack holds many neurons' sprites: check each path once
+    seen: set[int] = set()
+    for item in patch_sets:
+        missing = [k for k in _PATCH_SET_FIELDS if k not in item]
         if missing:
-            raise ValueError(f"snapshot {snapshot_id}: patch {dict(p)!r} lacks {missing}")
-        row = {k: int(p[k]) for k in _PATCH_FIELDS if k != "file"}
-        file = str(p["file"])
+            raise ValueError(f"snapshot {snapshot_id}: patch set {dict(item)!r} lacks {missing}")
+        neuron = int(item["neuron_id"])
+        if neuron in seen:
+            raise ValueError(f"snapshot {snapshot_id}: neuron {neuron} has two patch sets")
+        seen.add(neuron)
+        try:
+            boxes = pack_boxes(item["boxes"])
+        except ValueError as exc:
+            raise ValueError(f"snapshot {snapshot_id}: patch set of neuron {neuron}: {exc}") from None
+        file = str(item["file"])
         if file not in checked:
             checked[file] = _check_patch_file(snapshot_id, file)
-        row["file"] = checked[file]
-        row["snapshot_id"] = snapshot_id
-        row["byte_offset"], row["byte_length"] = _byte_range(snapshot_id, p)
-        rows.append(row)
+        offset, length = _byte_range(snapshot_id, item)
+        rows.append(
+            {
+                "snapshot_id": snapshot_id,
+                "neuron_id": neuron,
+                "boxes": boxes,
+                "file": checked[file],
+                "byte_offset": offset,
+                "byte_length": length,
+            }
+        )
     return rows
 
 
 def _byte_range(snapshot_id: int, patch: Mapping[str, Any]) -> tuple[int | None, int | None]:
-    """A patch item's ``(byte_offset, byte_length)`` in its pack file, or ``(None, None)`` for a whole file."""
+    """A patch set item's ``(byte_offset, byte_length)`` in its pack file, or ``(None, None)`` for a whole
+    file."""
     offset, length = (patch.get(k) for k in _PATCH_RANGE)
     if offset is None and length is None:
         return None, None
     if offset is None or length is None or int(offset) < 0 or int(length) < 1:
         raise ValueError(
-            f"snapshot {snapshot_id}: patch of neuron {patch.get('neuron_id')} needs both byte_offset ≥ 0 and "
+            f"snapshot {snapshot_id}: patch set of neuron {patch.get('neuron_id')} needs both byte_offset ≥ 0 and "
             f"byte_length ≥ 1, got {offset!r} and {length!r}"
         )
     return int(offset), int(length)
@@ -504,7 +525,7 @@ def _byte_range(snapshot_id: int, patch: Mapping[str, Any]) -> tuple[int | None,
 STAGE_CHUNK_ROWS = 2000
 """Rows per staging transaction: a few tens of milliseconds of write lock each."""
 DISCARD_NEURONS = 2000
-"""Neurons whose staged rows are removed per transaction (≤ 2,000 · k rows: tens of milliseconds each)."""
+"""Neurons whose staged rows are removed per transaction (one row each per staging table: milliseconds)."""
 
 
 def stage_key(job_id: int, worker_id: str) -> str:
@@ -557,15 +578,15 @@ def stage_snapshot_in_space(
 
 
 def stage_patches(
-    store: Store, stage: str, job_id: int, snapshot_id: int, patches: Sequence[Mapping[str, Any]]
+    store: Store, stage: str, job_id: int, snapshot_id: int, patch_sets: Sequence[Mapping[str, Any]]
 ) -> int:
-    """Check patch items (as :func:`write_patches`) and write them into ``stage``; returns how many.
+    """Check patch set items (as :func:`write_patches`) and write them into ``stage``; returns how many.
 
     Rows already staged under ``stage`` are replaced; :func:`publish_staged_patches` makes them visible.
     """
-    rows = _patch_rows(snapshot_id, patches)
-    _discard(store, StagedPatch, StagedPatch.stage == stage)
-    _stage_rows(store, StagedPatch, rows, stage, job_id)
+    rows = _patch_set_rows(snapshot_id, patch_sets)
+    _discard(store, StagedPatchSet, StagedPatchSet.stage == stage)
+    _stage_rows(store, StagedPatchSet, rows, stage, job_id)
     return len(rows)
 
 
@@ -607,23 +628,23 @@ def publish_staged_snapshot(
 
 
 def publish_staged_patches(session: Session, stage: str, snapshot_id: int) -> int:
-    """In the job's final transaction: replace the patches of the staged neurons by the staged ones.
+    """In the job's final transaction: replace the patch sets of the staged neurons by the staged ones.
 
     Returns:
-        The number of patch rows published.
+        The number of neurons whose patch sets were published.
     """
     if session.get(Snapshot, snapshot_id) is None:
         raise NotFoundError(f"snapshot {snapshot_id} not found")
-    staged_neurons = select(StagedPatch.neuron_id).where(StagedPatch.stage == stage)
+    staged_neurons = select(StagedPatchSet.neuron_id).where(StagedPatchSet.stage == stage)
     session.execute(
-        delete(Patch).where(Patch.snapshot_id == snapshot_id, Patch.neuron_id.in_(staged_neurons))
+        delete(PatchSet).where(PatchSet.snapshot_id == snapshot_id, PatchSet.neuron_id.in_(staged_neurons))
     )
-    columns = ("snapshot_id", "neuron_id", "rank", "image_idx", "y0", "x0", "y1", "x1", "file", *_PATCH_RANGE)
-    return _copy_stage(session, Patch, StagedPatch, columns, stage)
+    columns = ("snapshot_id", "neuron_id", "boxes", "file", *_PATCH_RANGE)
+    return _copy_stage(session, PatchSet, StagedPatchSet, columns, stage)
 
 
 def superseded_patch_files(session: Session, stage: str, snapshot_id: int) -> list[str]:
-    """The files of a snapshot's patches that :func:`publish_staged_patches` is about to replace and that no
+    """The files of a snapshot's patch sets that :func:`publish_staged_patches` is about to replace and that no
     row names afterwards (neither a staged one nor one of a neuron the stage leaves alone): call it just before
     publishing, then unlink them once the transaction commits (a pack file is named per job attempt, so a
     recomputed snapshot's new sprites never overwrite the old ones that readers may still be served until the
@@ -632,16 +653,18 @@ def superseded_patch_files(session: Session, stage: str, snapshot_id: int) -> li
     Returns:
         Relative paths, sorted.
     """
-    staged = select(StagedPatch.neuron_id).where(StagedPatch.stage == stage)
-    staged_files = select(StagedPatch.file).where(StagedPatch.stage == stage)
-    kept_files = select(Patch.file).where(Patch.snapshot_id == snapshot_id, Patch.neuron_id.not_in(staged))
+    staged = select(StagedPatchSet.neuron_id).where(StagedPatchSet.stage == stage)
+    staged_files = select(StagedPatchSet.file).where(StagedPatchSet.stage == stage)
+    kept_files = select(PatchSet.file).where(
+        PatchSet.snapshot_id == snapshot_id, PatchSet.neuron_id.not_in(staged)
+    )
     query = (
-        select(Patch.file)
+        select(PatchSet.file)
         .where(
-            Patch.snapshot_id == snapshot_id,
-            Patch.neuron_id.in_(staged),
-            Patch.file.not_in(staged_files),
-            Patch.file.not_in(kept_files),
+            PatchSet.snapshot_id == snapshot_id,
+            PatchSet.neuron_id.in_(staged),
+            PatchSet.file.not_in(staged_files),
+            PatchSet.file.not_in(kept_files),
         )
         .distinct()
     )
@@ -650,14 +673,14 @@ def superseded_patch_files(session: Session, stage: str, snapshot_id: int) -> li
 
 def discard_stage(store: Store, stage: str) -> None:
     """Remove everything staged under ``stage`` (after publishing, or when the job failed), in short chunks."""
-    for model in (StagedNeuronState, StagedPatch):
+    for model in (StagedNeuronState, StagedPatchSet):
         _discard(store, model, model.stage == stage)
 
 
 def discard_stale_stages(store: Store) -> None:
     """Remove the stages of jobs that are not running (left by a killed worker), in short chunks."""
     running = select(Job.id).where(Job.status == "running")
-    for model in (StagedNeuronState, StagedPatch):
+    for model in (StagedNeuronState, StagedPatchSet):
         _discard(store, model, model.job_id.not_in(running))
 
 

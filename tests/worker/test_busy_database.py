@@ -12,9 +12,9 @@ import time
 
 from sqlalchemy import event, func, select
 
-from backend.store import NeuronState, Patch, SpaceSnapshot, dialects, get_job, open_store, writes
+from backend.store import NeuronState, PatchSet, SpaceSnapshot, dialects, get_job, open_store, writes
 from backend.store import queue as job_queue
-from backend.store.models import StagedNeuronState, StagedPatch
+from backend.store.models import StagedNeuronState, StagedPatchSet
 from tests.backend.store.test_staged_writes import hold_write_lock
 from tests.worker.test_cancel_cleanup import world  # noqa: F401  (the fixture)
 from worker import runner
@@ -58,9 +58,9 @@ def test_results_are_written_in_short_chunks_and_flipped_visible_at_once(world, 
         reader = open_store(str(store.path))  # another connection, as the API would read
         seen_while_staged.update(
             states=_count(reader, NeuronState, snapshot_id=snaps[1]),
-            patches=_count(reader, Patch, snapshot_id=snaps[1]),
+            patches=_count(reader, PatchSet, snapshot_id=snaps[1]),
             listed=_count(reader, SpaceSnapshot, snapshot_id=snaps[1]),
-            staged=_count(reader, StagedPatch),
+            staged=_count(reader, StagedPatchSet),
         )
         reader.dispose()
         return written
@@ -68,12 +68,12 @@ def test_results_are_written_in_short_chunks_and_flipped_visible_at_once(world, 
     monkeypatch.setattr(space_jobs, "stage_patches", stage_then_look)
     assert runner.run_worker(store, once=True, poll=0.01, handlers=HANDLERS, install_signals=False) == 1
     assert get_job(store, job.id).status == "done"
-    assert seen_while_staged == {"states": 0, "patches": 0, "listed": 0, "staged": 10 * 2}
+    assert seen_while_staged == {"states": 0, "patches": 0, "listed": 0, "staged": 10}
     assert rows_in["max"] <= 3, "no transaction inserts more than a chunk of rows from Python"
     assert many_in_final == [0], "the final transaction only copies staged rows inside the database"
     assert _count(store, NeuronState, snapshot_id=snaps[1]) == 10
-    assert _count(store, Patch, snapshot_id=snaps[1]) == 20
-    assert _count(store, StagedNeuronState) == _count(store, StagedPatch) == 0
+    assert _count(store, PatchSet, snapshot_id=snaps[1]) == 10
+    assert _count(store, StagedNeuronState) == _count(store, StagedPatchSet) == 0
 
 
 def test_a_job_cancelled_after_staging_leaves_no_rows(world, monkeypatch) -> None:  # noqa: F811
@@ -89,7 +89,7 @@ def test_a_job_cancelled_after_staging_leaves_no_rows(world, monkeypatch) -> Non
     monkeypatch.setattr(space_jobs, "stage_patches", stage_then_cancel)
     assert runner.run_worker(store, once=True, poll=0.01, handlers=HANDLERS, install_signals=False) == 0
     assert get_job(store, job.id).status == "cancelled"
-    for model in (StagedNeuronState, StagedPatch, NeuronState, Patch):
+    for model in (StagedNeuronState, StagedPatchSet, NeuronState, PatchSet):
         assert _count(store, model) == 0, model.__tablename__
     assert _count(store, SpaceSnapshot, snapshot_id=snaps[1]) == 0
 

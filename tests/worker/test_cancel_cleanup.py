@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from backend.store import Patch, SpaceSnapshot, get_job
+from backend.store import PatchSet, SpaceSnapshot, get_job
 from backend.store import queue as job_queue
 from tests.fixtures.tiny_space import build_tiny_space
 from worker import runner
@@ -42,11 +42,11 @@ def test_add_snapshot_writes_its_sprites_and_leaves_no_scratch(world) -> None:
     assert runner.run_worker(store, once=True, poll=0.01, handlers=handlers, install_signals=False) == 1
     assert get_job(store, job.id).status == "done"
     with store.session(readonly=True) as s:
-        rows = s.scalars(select(Patch).where(Patch.snapshot_id == snaps[1])).all()
+        rows = s.scalars(select(PatchSet).where(PatchSet.snapshot_id == snaps[1])).all()
     files = {row.file for row in rows}
     assert len(files) == 1 and files.pop().endswith(".pack")  # the 10 neurons' sprites (4 + 6) in one pack
     sprites = {(row.neuron_id, row.byte_offset, row.byte_length) for row in rows}
-    assert len(sprites) == len({row.neuron_id for row in rows}) == 10  # one byte range per neuron
+    assert len(sprites) == len(rows) == 10  # one patch set and byte range per neuron
     assert {str(p.relative_to(data)) for p in _files(data)} == {row.file for row in rows}
     assert not (data / "tmp").exists() or not any((data / "tmp").iterdir())
 
@@ -64,20 +64,20 @@ def test_recomputing_a_snapshot_replaces_its_packs_and_removes_the_old(world) ->
     )  # as if one neuron's rows still named a file of its own
     legacy.write_bytes(b"\xff\xd8")
     with store.engine.begin() as conn:
-        neuron = conn.scalar(select(func.min(Patch.neuron_id)).where(Patch.snapshot_id == snaps[1]))
+        neuron = conn.scalar(select(func.min(PatchSet.neuron_id)).where(PatchSet.snapshot_id == snaps[1]))
         changed = conn.execute(
-            Patch.__table__.update()
-            .where(Patch.snapshot_id == snaps[1], Patch.neuron_id == neuron)
+            PatchSet.__table__.update()
+            .where(PatchSet.snapshot_id == snaps[1], PatchSet.neuron_id == neuron)
             .values(file=str(legacy.relative_to(data)), byte_offset=None, byte_length=None)
         )
-        assert changed.rowcount > 0
+        assert changed.rowcount == 1
     job, _ = job_queue.enqueue(
         store, "add_snapshot", {"space_id": space_id, "snapshot_id": snaps[1], "force": True}
     )
     assert runner.run_worker(store, once=True, poll=0.01, handlers=handlers, install_signals=False) == 1
     assert get_job(store, job.id).status == "done"
     with store.session(readonly=True) as s:
-        named = set(s.scalars(select(Patch.file).where(Patch.snapshot_id == snaps[1])))
+        named = set(s.scalars(select(PatchSet.file).where(PatchSet.snapshot_id == snaps[1])))
     now = _files(data)
     assert {str(p.relative_to(data)) for p in now} == named and len(now) == len(first)
     assert not set(first) & set(now), "the new packs have names of their own"
@@ -99,7 +99,7 @@ def test_a_job_cancelled_before_its_results_commit_leaves_no_files(world, monkey
     assert runner.run_worker(store, once=True, poll=0.01, handlers=handlers, install_signals=False) == 0
     assert get_job(store, job.id).status == "cancelled"
     with store.session(readonly=True) as s:
-        assert s.scalar(select(func.count()).select_from(Patch)) == 0
+        assert s.scalar(select(func.count()).select_from(PatchSet)) == 0
         assert (
             s.scalar(
                 select(func.count()).select_from(SpaceSnapshot).where(SpaceSnapshot.snapshot_id == snaps[1])

@@ -20,9 +20,9 @@ from worker.pipeline import open_dataset, snapshot_stimuli
 
 
 def _sprites(root: Path, rows: list[dict]) -> dict[int, bytes]:
-    """Each neuron's sprite, read from the byte range of the pack its rows name (every rank names the same)."""
+    """Each neuron's sprite, read from the byte range of the pack its patch set names."""
     ranges = {(r["neuron_id"], r["file"], r["byte_offset"], r["byte_length"]) for r in rows}
-    assert len(ranges) == len({r["neuron_id"] for r in rows})  # one sprite per neuron
+    assert len(ranges) == len({r["neuron_id"] for r in rows}) == len(rows)  # one set and sprite per neuron
     out = {}
     for neuron_id, file, offset, length in ranges:
         data = (root / file).read_bytes()[offset : offset + length]
@@ -31,8 +31,9 @@ def _sprites(root: Path, rows: list[dict]) -> dict[int, bytes]:
     return out
 
 
-def _without_place(row: dict) -> dict:
-    return {k: v for k, v in row.items() if k not in ("file", "byte_offset", "byte_length")}
+def _boxes(rows: list[dict]) -> dict[int, list[list[int]]]:
+    """Each neuron's boxes, ``(image_idx, y0, x0, y1, x1)`` by rank."""
+    return {r["neuron_id"]: np.asarray(r["boxes"]).tolist() for r in rows}
 
 
 def _world(tmp_path: Path):
@@ -88,13 +89,8 @@ def test_chunks_give_the_same_sprites_and_rows(tmp_path: Path, monkeypatch, prel
     # progress over the whole stage, not restarting with each chunk
     assert reported == sorted(reported) and reported[-1] == pytest.approx(1.0), reported
 
-    def key(row: dict) -> tuple:
-        return (row["neuron_id"], row["rank"])
-
-    assert [_without_place(r) for r in sorted(chunked, key=key)] == [
-        _without_place(r) for r in sorted(whole, key=key)
-    ]
-    assert len(whole) == stimuli.n_neurons * stimuli.k
+    assert _boxes(chunked) == _boxes(whole)
+    assert len(whole) == stimuli.n_neurons and {len(b) for b in _boxes(whole).values()} == {stimuli.k}
     assert _sprites(tmp_path / "chunked", chunked) == _sprites(tmp_path / "whole", whole)
     assert len(_sprites(tmp_path / "whole", whole)) == stimuli.n_neurons
     # packs, not a file per neuron: one per part (decoded in memory), or one per thread's share of a chunk
@@ -127,6 +123,10 @@ def test_threads_encode_the_same_bytes(tmp_path: Path, monkeypatch, staged: bool
         tile=patch_jobs.TILE,
         images=dataset.preloaded_rgb(),
     )
+    boxes = _boxes(rows)
+    assert len(sprites.patches) == stimuli.n_neurons * stimuli.k
+    for patch in sprites.patches:  # each set holds its neuron's patches in rank order
+        assert boxes[int(neuron_ids[patch.neuron])][patch.rank] == [patch.image_index, *patch.box]
     for row, neuron_id in enumerate(neuron_ids):
         memory = io.BytesIO()
         Image.fromarray(sprites.pixels[row]).save(memory, format="JPEG", quality=patch_jobs.SPRITE_QUALITY)

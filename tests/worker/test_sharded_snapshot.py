@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from backend.store import NeuronState, Patch, get_job, list_jobs
+from backend.store import NeuronState, PatchSet, get_job, list_jobs
 from backend.store import queue as job_queue
 from backend.store.errors import ConflictError
 from backend.store.jobspec import AddSnapshotParams, check_references, enqueue_job
@@ -60,9 +60,9 @@ def _placed(store, snapshot_id: int) -> tuple[list[tuple], list[tuple]]:
             .order_by(NeuronState.neuron_id)
         ).all()
         patches = s.execute(
-            select(Patch.neuron_id, Patch.rank, Patch.image_idx, Patch.y0, Patch.x0, Patch.y1, Patch.x1)
-            .where(Patch.snapshot_id == snapshot_id)
-            .order_by(Patch.neuron_id, Patch.rank)
+            select(PatchSet.neuron_id, PatchSet.boxes)
+            .where(PatchSet.snapshot_id == snapshot_id)
+            .order_by(PatchSet.neuron_id)
         ).all()
     return [tuple(r) for r in states], [tuple(r) for r in patches]
 
@@ -73,7 +73,8 @@ def test_a_sharded_placement_writes_exactly_the_one_pass_rows(world) -> None:
     _drain(store)
     assert get_job(store, one.id).status == "done"
     whole = _placed(store, snaps[1])
-    assert len(whole[0]) == 10 and len(whole[1]) == 20  # 4 + 6 neurons, k = 2 patches each
+    assert len(whole[0]) == 10 and len(whole[1]) == 10  # 4 + 6 neurons, one patch set each
+    assert {len(boxes) for _, boxes in whole[1]} == {2 * 5 * 4}  # k = 2 boxes of 5 int32
 
     sharded = enqueue_job(
         store, AddSnapshotParams(space_id=space_id, snapshot_id=snaps[1], force=True, shards=3)

@@ -25,7 +25,7 @@ from backend.store import (
     Importance,
     ImportanceScore,
     NeuronState,
-    Patch,
+    PatchSet,
     Run,
     Snapshot,
     Space,
@@ -36,6 +36,7 @@ from backend.store import (
     list_space_snapshots,
     run_neurons,
     snapshot_vectors,
+    unpack_boxes,
 )
 from tests.datadir import DataDir, copy_database, make_data_dir, wait_exit, wait_for
 from worker.registration import add_run
@@ -91,12 +92,12 @@ def assert_demo_world_complete(data: DataDir) -> dict[str, int]:
                     assert states == neurons
                     patches = s.execute(
                         select(
-                            Patch.neuron_id, Patch.rank, Patch.file, Patch.byte_offset, Patch.byte_length
-                        ).where(Patch.snapshot_id == snap.id)
+                            PatchSet.boxes, PatchSet.file, PatchSet.byte_offset, PatchSet.byte_length
+                        ).where(PatchSet.snapshot_id == snap.id)
                     ).all()
-                    assert len(patches) == neurons * k, f"{run.name}@{snap.epoch}: {len(patches)} patches"
-                    assert len({(p.neuron_id, p.rank) for p in patches}) == len(patches)
-                    sprites = {(p.neuron_id, p.file, p.byte_offset, p.byte_length) for p in patches}
+                    assert len(patches) == neurons, f"{run.name}@{snap.epoch}: {len(patches)} patch sets"
+                    assert {len(unpack_boxes(p.boxes)) for p in patches} == {k}
+                    sprites = {(p.file, p.byte_offset, p.byte_length) for p in patches}
                     assert len(sprites) == neurons  # one sprite (a byte range of a pack) per neuron
                     files = {p.file for p in patches}
                     assert all(f.endswith(".pack") for f in files) and len(files) < neurons
@@ -109,7 +110,7 @@ def assert_demo_world_complete(data: DataDir) -> dict[str, int]:
                     short = [
                         sprite
                         for sprite in sprites
-                        if sprite[2] + sprite[3] > (data.root / sprite[1]).stat().st_size
+                        if sprite[1] + sprite[2] > (data.root / sprite[0]).stat().st_size
                     ]
                     assert not short, f"{len(short)} sprites past the end of their pack, e.g. {short[:3]}"
             assert s.scalar(select(func.count()).select_from(SpaceSnapshot)) == n_snapshots
@@ -242,7 +243,7 @@ def test_concurrent_workers_run_every_job_exactly_once(demo_flow, tiny_demo_worl
             )
             s.execute(delete(NeuronState).where(NeuronState.snapshot_id.in_(forget)))
             s.execute(delete(SpaceSnapshot).where(SpaceSnapshot.snapshot_id.in_(forget)))
-            s.execute(delete(Patch).where(Patch.snapshot_id.in_(forget)))
+            s.execute(delete(PatchSet).where(PatchSet.snapshot_id.in_(forget)))
             s.execute(delete(ImportanceScore))
             s.execute(delete(Importance))
         for snapshot_id in forget:
@@ -344,12 +345,12 @@ def test_sigkilled_worker_job_is_completed_by_another_with_one_result_set(
             placed = s.scalars(select(SpaceSnapshot)).all()
             assert [(p.space_id, p.snapshot_id, p.n_points) for p in placed] == [(space.id, base, neurons)]
             assert s.scalar(select(func.count()).select_from(NeuronState)) == neurons
-            patches = s.execute(select(Patch.snapshot_id, Patch.neuron_id, Patch.rank, Patch.file)).all()
-        assert len(patches) == neurons * k and {p[0] for p in patches} == {base}
-        assert len({p[1:3] for p in patches}) == len(patches)
+            patches = s.execute(select(PatchSet.snapshot_id, PatchSet.boxes, PatchSet.file)).all()
+        assert len(patches) == neurons and {p[0] for p in patches} == {base}
+        assert {len(unpack_boxes(p[1])) for p in patches} == {k}
         from PIL import Image
 
-        for file in {p[3] for p in patches}:
+        for file in {p[2] for p in patches}:
             with Image.open(data.root / file) as sprite:
                 sprite.load()  # a complete file: a truncated JPEG fails to decode
                 assert sprite.size == (64 * k, 64)
@@ -372,7 +373,7 @@ def test_sigterm_releases_the_running_job_and_the_worker_exits_cleanly(registere
         assert (released.status, released.attempts, released.worker_id) == ("queued", 0, None)
         with store.session(readonly=True) as s:
             assert s.scalar(select(func.count()).select_from(Space)) == 0
-            assert s.scalar(select(func.count()).select_from(Patch)) == 0
+            assert s.scalar(select(func.count()).select_from(PatchSet)) == 0
     finally:
         store.dispose()
 

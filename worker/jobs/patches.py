@@ -107,7 +107,7 @@ def write_patch_files(
             None measures them here.
 
     Returns:
-        One dict per patch for :func:`backend.store.write_patches`, with its pack's byte range.
+        One patch set per neuron for :func:`backend.store.write_patches`, with its pack's byte range.
     """
     if fields is None:
         first = dataset.load_pil(0)
@@ -196,22 +196,24 @@ def _sprite_places(
 def _patch_rows(
     neuron_ids: np.ndarray, patches: list[PatchRef], places: Mapping[int, tuple[str, int, int]]
 ) -> list[dict]:
-    """The patch rows (see :func:`backend.store.write_patches`) of ``patches``, each naming its neuron's sprite's
-    place in a pack (``places``, by stimuli row)."""
+    """The patch sets (see :func:`backend.store.write_patches`) of the neurons in ``patches``, one per neuron,
+    in stimuli-row order, each naming its sprite's place in a pack (``places``, by stimuli row)."""
+    table = np.array([(p.neuron, p.rank, p.image_index, *p.box) for p in patches], dtype=np.int64).reshape(
+        -1, 7
+    )
+    rows = np.unique(table[:, 0])
+    k = int(table[:, 1].max()) + 1 if len(table) else 0
+    boxes = np.zeros((len(rows), k, 5), dtype=np.int64)
+    boxes[np.searchsorted(rows, table[:, 0]), table[:, 1]] = table[:, 2:]
     return [
         {
-            "neuron_id": int(neuron_ids[patch.neuron]),
-            "rank": patch.rank,
-            "image_idx": patch.image_index,
-            "y0": patch.box[0],
-            "x0": patch.box[1],
-            "y1": patch.box[2],
-            "x1": patch.box[3],
-            "file": places[patch.neuron][0],
-            "byte_offset": places[patch.neuron][1],
-            "byte_length": places[patch.neuron][2],
+            "neuron_id": int(neuron_ids[row]),
+            "boxes": boxes[i],
+            "file": places[row][0],
+            "byte_offset": places[row][1],
+            "byte_length": places[row][2],
         }
-        for patch in patches
+        for i, row in enumerate(rows.tolist())
     ]
 
 

@@ -98,7 +98,7 @@ def test_a_rebuilt_space_reaches_a_client_holding_the_old_etag(small) -> None:
 def test_a_rewritten_patch_file_reaches_a_client_holding_the_old_etag(small) -> None:
     _, world, data, client = small
     snapshot, neuron = world.snapshot_ids[0][0], world.neuron_ids[0][2]
-    file = data / f"patches/{snapshot}/{neuron}_0.png"
+    file = data / f"patches/{snapshot}/{neuron}.png"
     original = file.read_bytes()
     for url in (f"/api/patches/{snapshot}/{neuron}/0", f"/api/patches/{snapshot}/{neuron}/sprite"):
         file.write_bytes(original)

@@ -61,7 +61,7 @@ def test_delete_refuses_then_removes_everything(api) -> None:
     assert removed.status_code == 200, removed.text
     body = removed.json()
     assert (body["kind"], body["id"], body["name"], body["rows"]["snapshots"]) == ("run", run1, "run-1", 2)
-    assert body["files"] == 2 * 6 * 3  # 2 epochs × 6 neurons × k=3 patch files
+    assert body["files"] == 2 * 6  # 2 epochs × 6 neurons, one sprite file each
     assert client.get(f"/api/runs/{run1}").status_code == 404
     assert client.get(points).status_code == 404
     assert [r["id"] for r in client.get("/api/runs").json()] == [run0]

@@ -155,11 +155,7 @@ def patch_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PatchWorld
         write_patches(
             s,
             snap.id,
-            [
-                {"neuron_id": n, "rank": r, "image_idx": 0, "y0": 0, "x0": 0, "y1": 4, "x1": 4, "file": f}
-                for n, f in files.items()
-                for r in range(2)
-            ],
+            [{"neuron_id": n, "boxes": [(0, 0, 0, 4, 4)] * 2, "file": f} for n, f in files.items()],
         )
         snapshot_id = snap.id
     Image.new("RGB", (128, 64), (200, 10, 10)).save(data / "patches" / "good.webp")

@@ -14,12 +14,20 @@ from .conftest import World
 
 
 def test_patch_image(client: TestClient, world: World) -> None:
+    """A neuron's sprite (the fixture's PNG of k tiles, one colour per rank) whole, and one tile cut from it."""
+    import io
+
+    from PIL import Image
+
+    whole = client.get("/api/patches/2/10/sprite")
+    assert whole.status_code == 200 and whole.headers["content-type"] == "image/png"
+    assert whole.content == (world.data_dir / "patches/2/10.png").read_bytes()
     r = client.get("/api/patches/2/10/1")
     assert r.status_code == 200
-    assert r.headers["content-type"] == "image/png"
+    assert r.headers["content-type"] == "image/webp"
     assert r.headers["cache-control"] == "no-cache"  # revalidated by ETag (issue 11, item 10)
-    assert r.content == (world.data_dir / "patches/2/10_1.png").read_bytes()
-    assert r.content.startswith(b"\x89PNG\r\n\x1a\n")
+    tile = Image.open(io.BytesIO(r.content)).convert("RGB")
+    assert tile.size == (4, 4) and tile.getpixel((2, 2)) == ((10 * 37) % 256, 80, 2)
     assert client.get("/api/patches/2/10/7").json() == {"detail": "no patch 7 for neuron 10 at snapshot 2"}
 
 
@@ -41,34 +49,31 @@ def test_traversal_attempts_do_not_leak(client: TestClient, url: str) -> None:
     r = client.get(url)
     assert b"not for clients" not in r.content
     if "?file=" in url:  # the extra query parameter is ignored: the real patch 0 is served
-        assert r.status_code == 200 and r.content.startswith(b"\x89PNG")
+        assert r.status_code == 200 and r.content.startswith(b"RIFF")  # a WEBP tile
     else:
         assert r.status_code in (404, 422)
 
 
-@pytest.fixture
-def tampered_rows(world: World) -> Iterator[None]:
-    """Patch rows pointing outside the data directory, written behind the store's back."""
-    con = sqlite3.connect(world.db_path)
+def test_rows_pointing_outside_are_404(client: TestClient, world: World) -> None:
+    """Patch set rows naming files outside the data directory, written behind the store's back."""
     bad = ["../secret.png", str(world.outside_file), "patches/../../secret.png", "patches/2/missing.png", ""]
-    con.executemany(
-        "INSERT INTO patches (snapshot_id, neuron_id, rank, image_idx, y0, x0, y1, x1, file) "
-        "VALUES (3, 1, ?, 0, 0, 0, 1, 1, ?)",
-        [(100 + i, f) for i, f in enumerate(bad)],
-    )
-    con.commit()
-    yield
-    con.execute("DELETE FROM patches WHERE snapshot_id = 3 AND neuron_id = 1 AND rank >= 100")
-    con.commit()
-    con.close()
-
-
-def test_rows_pointing_outside_are_404(client: TestClient, tampered_rows: None) -> None:
-    for rank in range(100, 105):
-        r = client.get(f"/api/patches/3/1/{rank}")
-        assert r.status_code == 404, rank
-        assert b"not for clients" not in r.content
-        assert r.json() == {"detail": f"the image of patch {rank} of neuron 1 at snapshot 3 is missing"}
+    con = sqlite3.connect(world.db_path)
+    (old,) = con.execute("SELECT file FROM patch_sets WHERE snapshot_id = 3 AND neuron_id = 1").fetchone()
+    try:
+        for file in bad:
+            con.execute("UPDATE patch_sets SET file = ? WHERE snapshot_id = 3 AND neuron_id = 1", (file,))
+            con.commit()
+            for rank, url in ((1, "/api/patches/3/1/1"), (0, "/api/patches/3/1/sprite")):
+                r = client.get(url)
+                assert r.status_code == 404, (file, url)
+                assert b"not for clients" not in r.content
+                assert r.json() == {
+                    "detail": f"the image of patch {rank} of neuron 1 at snapshot 3 is missing"
+                }
+    finally:
+        con.execute("UPDATE patch_sets SET file = ? WHERE snapshot_id = 3 AND neuron_id = 1", (old,))
+        con.commit()
+        con.close()
 
 
 def test_symlink_out_of_data_dir_is_refused(world: World) -> None:
@@ -77,11 +82,11 @@ def test_symlink_out_of_data_dir_is_refused(world: World) -> None:
     try:
         assert safe_media_path(world.data_dir, "patches/link.png") is None
         assert (
-            safe_media_path(world.data_dir, "patches/2/10_1.png")
-            == (world.data_dir / "patches/2/10_1.png").resolve()
+            safe_media_path(world.data_dir, "patches/2/10.png")
+            == (world.data_dir / "patches/2/10.png").resolve()
         )
         assert safe_media_path(world.data_dir, "C:\\windows\\x.png") is None
-        assert safe_media_path(world.data_dir, "patches/2/10_1.png\x00") is None
+        assert safe_media_path(world.data_dir, "patches/2/10.png\x00") is None
         assert safe_media_path(world.data_dir, "../api-world0/secret.png") is None
     finally:
         link.unlink()
@@ -101,9 +106,9 @@ def test_sprite_tiles(client: TestClient, world: World) -> None:
     sprite.save(path, format="WEBP", lossless=True)
     con = sqlite3.connect(world.db_path)
     try:
-        old = con.execute("SELECT rank, file FROM patches WHERE snapshot_id=2 AND neuron_id=10").fetchall()
+        (old,) = con.execute("SELECT file FROM patch_sets WHERE snapshot_id=2 AND neuron_id=10").fetchone()
         con.execute(
-            "UPDATE patches SET file=? WHERE snapshot_id=2 AND neuron_id=10", ("patches/sprite-test.webp",)
+            "UPDATE patch_sets SET file=? WHERE snapshot_id=2 AND neuron_id=10", ("patches/sprite-test.webp",)
         )
         con.commit()
         whole = client.get("/api/patches/2/10/sprite")
@@ -115,10 +120,7 @@ def test_sprite_tiles(client: TestClient, world: World) -> None:
             assert image.size == (8, 8) and image.getpixel((4, 4)) == colour
         assert client.get("/api/patches/2/10/5").status_code == 404
     finally:
-        con.executemany(
-            "UPDATE patches SET file=? WHERE snapshot_id=2 AND neuron_id=10 AND rank=?",
-            [(file, rank) for rank, file in old],
-        )
+        con.execute("UPDATE patch_sets SET file=? WHERE snapshot_id=2 AND neuron_id=10", (old,))
         con.commit()
         con.close()
 
@@ -143,19 +145,18 @@ def packed_neuron(world: World) -> Iterator[tuple[bytes, bytes]]:
     pack.parent.mkdir(parents=True, exist_ok=True)
     pack.write_bytes(b"".join(sprites))
     con = sqlite3.connect(world.db_path)
-    old = con.execute("SELECT rank, file FROM patches WHERE snapshot_id=2 AND neuron_id=10").fetchall()
+    (old,) = con.execute("SELECT file FROM patch_sets WHERE snapshot_id=2 AND neuron_id=10").fetchone()
     con.execute(
-        "UPDATE patches SET file=?, byte_offset=?, byte_length=? WHERE snapshot_id=2 AND neuron_id=10",
+        "UPDATE patch_sets SET file=?, byte_offset=?, byte_length=? WHERE snapshot_id=2 AND neuron_id=10",
         ("patches/s2/test-0000.pack", len(sprites[0]), len(sprites[1])),
     )
     con.commit()
     try:
         yield sprites[0], sprites[1]
     finally:
-        con.executemany(
-            "UPDATE patches SET file=?, byte_offset=NULL, byte_length=NULL "
-            "WHERE snapshot_id=2 AND neuron_id=10 AND rank=?",
-            [(file, rank) for rank, file in old],
+        con.execute(
+            "UPDATE patch_sets SET file=?, byte_offset=NULL, byte_length=NULL WHERE snapshot_id=2 AND neuron_id=10",
+            (old,),
         )
         con.commit()
         con.close()
@@ -186,8 +187,9 @@ def test_a_packed_sprite_is_its_byte_range(client: TestClient, world: World, pac
         etags.add(tile.headers["etag"])
     assert len(etags) == 3 and whole.headers["etag"] not in etags
     assert client.get("/api/patches/2/10/3").status_code == 404  # the sprite has 3 tiles
-    # a neuron still stored as files of their own (rows without a range) is served as before
-    assert client.get("/api/patches/2/11/1").content.startswith(b"\x89PNG")
+    # a neuron whose sprite is a file of its own (a row without a range) is served as before
+    assert client.get("/api/patches/2/11/sprite").content.startswith(b"\x89PNG")
+    assert client.get("/api/patches/2/11/1").content.startswith(b"RIFF")
 
 
 def test_a_broken_pack_range_is_404(client: TestClient, world: World, packed_neuron) -> None:
@@ -199,13 +201,13 @@ def test_a_broken_pack_range_is_404(client: TestClient, world: World, packed_neu
         ("patches/s2/test-0000.pack", len(first), len(mine) + 1, "cannot be read"),  # truncated pack
         ("patches/s2/test-0000.pack", 1 << 40, 10, "cannot be read"),  # past its end
         ("patches/s2/test-0000.pack", 5, 100, "cannot be read"),  # not a JPEG's start
-        ("patches/2/10_1.png", 0, 10, "is missing"),  # a range on an image file: only packs have ranges
+        ("patches/2/10.png", 0, 10, "is missing"),  # a range on an image file: only packs have ranges
         ("patches/s2/test-0000.pack", None, None, "is missing"),  # a pack served whole: never
     ]
     try:
         for file, offset, length, why in cases:
             con.execute(
-                "UPDATE patches SET file=?, byte_offset=?, byte_length=? WHERE snapshot_id=2 AND neuron_id=10",
+                "UPDATE patch_sets SET file=?, byte_offset=?, byte_length=? WHERE snapshot_id=2 AND neuron_id=10",
                 (file, offset, length),
             )
             con.commit()

@@ -237,10 +237,8 @@ def test_neuron_at_snapshot(client: TestClient, world: World) -> None:
     images = np.frombuffer(stim, "<i4").tolist()
     maxs = np.frombuffer(maxima, "<f4").tolist()
     labels = dict(raw(world, "SELECT idx, label FROM images WHERE dataset_id = 1"))
-    patches = raw(
-        world,
-        "SELECT rank, image_idx, y0, x0, y1, x1 FROM patches WHERE snapshot_id=2 AND neuron_id=10 ORDER BY rank",
-    )
+    ((boxes,),) = raw(world, "SELECT boxes FROM patch_sets WHERE snapshot_id=2 AND neuron_id=10")
+    patches = np.frombuffer(boxes, "<i4").reshape(-1, 5).tolist()  # image_idx, y0, x0, y1, x1 per rank
     assert body == {
         "neuron": {
             "id": 10,
@@ -272,7 +270,7 @@ def test_neuron_at_snapshot(client: TestClient, world: World) -> None:
         ],
         "tied": None,  # no tie flags recorded in this synthetic world (issue 13)
     }
-    assert [p[:2] for p in patches] == [(i, img) for i, img in enumerate(images)]
+    assert patches == [[img, rank, 2 * rank, rank + 16, 2 * rank + 16] for rank, img in enumerate(images)]
     assert maxs == sorted(maxs, reverse=True) and len(images) == 3
     # neuron 10 belongs to run 1; snapshot 5 to run 2
     assert client.get("/api/spaces/1/snapshots/5/neurons/10").json() == {

@@ -19,8 +19,8 @@ from backend.store import (
     NeuronState,
     NotComputedError,
     NotFoundError,
-    Patch,
     PatchRef,
+    PatchSet,
     Store,
     TrajectoryPoint,
     find_run,
@@ -312,30 +312,20 @@ def test_neuron_detail_trajectory_neighbours_metrics(store: Store, world: World)
         write_patches(
             s,
             world.snapshot_ids[0],
-            [
-                {
-                    "neuron_id": n0,
-                    "rank": r,
-                    "image_idx": r,
-                    "y0": 0,
-                    "x0": 1,
-                    "y1": 8,
-                    "x1": 9,
-                    "file": f"patches/{r}.webp",
-                }
-                for r in range(2)
-            ],
+            [{"neuron_id": n0, "boxes": [(r, 0, 1, 8, 9) for r in range(2)], "file": "patches/n.webp"}],
         )
     with store.session(readonly=True) as s:
         d = neuron_detail(s, n0, world.snapshot_ids[0], space_id)
         assert (d.layer_idx, d.layer_name, d.channel, d.epoch) == (0, "features.0", 0, 0)
         assert (d.stimuli, d.maxima, d.x, d.y) == ([0, 1], [2.0, 1.0], 0.0, -0.0)
         assert d.patches == [
-            PatchRef(0, 0, 0, 1, 8, 9, "patches/0.webp"),
-            PatchRef(1, 1, 0, 1, 8, 9, "patches/1.webp"),
+            PatchRef(0, 0, 0, 1, 8, 9, "patches/n.webp"),
+            PatchRef(1, 1, 0, 1, 8, 9, "patches/n.webp"),
         ]
         assert d.patches == patches_of(s, world.snapshot_ids[0], n0)
-        assert get_patch(s, world.snapshot_ids[0], n0, 1).file == "patches/1.webp"
+        assert get_patch(s, world.snapshot_ids[0], n0, 1) == d.patches[1]
+        with pytest.raises(NotFoundError, match="no patch 2 for neuron"):
+            get_patch(s, world.snapshot_ids[0], n0, 2)
         with pytest.raises(NotComputedError, match="epoch 1.* is not computed in space"):
             neuron_detail(s, n0, world.snapshot_ids[1], space_id)
         with pytest.raises(NotFoundError, match="neuron 99999 not found"):
@@ -382,16 +372,24 @@ def test_neuron_detail_trajectory_neighbours_metrics(store: Store, world: World)
 def test_patches_replace_and_refuse_unsafe_paths(store: Store, world: World) -> None:
     with store.session(readonly=True) as s:
         n0 = int(run_neurons(s, world.run_id).neuron_id[0])
-    row = {"neuron_id": n0, "rank": 0, "image_idx": 3, "y0": 0, "x0": 0, "y1": 4, "x1": 4, "file": "p/a.webp"}
+    row = {"neuron_id": n0, "boxes": [(3, 0, 0, 4, 4)], "file": "p/a.webp"}
     for _ in range(2):
         with store.session() as s:
             assert write_patches(s, world.snapshot_ids[1], [row]) == 1
     with store.session(readonly=True) as s:
-        assert s.scalar(select(func.count()).select_from(Patch)) == 1
+        assert s.scalar(select(func.count()).select_from(PatchSet)) == 1
+        assert patches_of(s, world.snapshot_ids[1], n0) == [PatchRef(0, 3, 0, 0, 4, 4, "p/a.webp")]
     for bad in ("/etc/passwd", "../outside.webp", "p/../../x.webp", ""):
         with pytest.raises(ValueError, match="must be a relative path inside the data dir"):
             with store.session() as s:
                 write_patches(s, world.snapshot_ids[1], [{**row, "file": bad}])
+    for boxes in ([], [(1, 2, 3, 4)], [[(1, 2, 3, 4, 5)]]):
+        with pytest.raises(ValueError, match=f"patch set of neuron {n0}: patch boxes must be"):
+            with store.session() as s:
+                write_patches(s, world.snapshot_ids[1], [{**row, "boxes": boxes}])
+    with pytest.raises(ValueError, match=f"neuron {n0} has two patch sets"):
+        with store.session() as s:
+            write_patches(s, world.snapshot_ids[1], [row, row])
     with pytest.raises(NotFoundError, match="no patch 5 for neuron"):
         with store.session(readonly=True) as s:
             get_patch(s, world.snapshot_ids[1], n0, 5)
@@ -404,34 +402,12 @@ def test_importance_round_trip_ranking_and_replace(store: Store, world: World) -
         write_patches(
             s,
             world.snapshot_ids[0],
-            [
-                {
-                    "neuron_id": ids[2],
-                    "rank": 0,
-                    "image_idx": 1,
-                    "y0": 0,
-                    "x0": 0,
-                    "y1": 2,
-                    "x1": 2,
-                    "file": "b.webp",
-                }
-            ],
+            [{"neuron_id": ids[2], "boxes": [(1, 0, 0, 2, 2)], "file": "b.webp"}],
         )
         write_patches(
             s,
             world.snapshot_ids[2],
-            [
-                {
-                    "neuron_id": ids[2],
-                    "rank": 0,
-                    "image_idx": 4,
-                    "y0": 0,
-                    "x0": 0,
-                    "y1": 2,
-                    "x1": 2,
-                    "file": "a.webp",
-                }
-            ],
+            [{"neuron_id": ids[2], "boxes": [(4, 0, 0, 2, 2)], "file": "a.webp"}],
         )
     for _ in range(2):  # the second write replaces the first
         with store.session() as s:

@@ -20,7 +20,7 @@ from backend.store.models import (
     Layer,
     Neuron,
     NeuronState,
-    Patch,
+    PatchSet,
     Run,
     Snapshot,
     Space,
@@ -30,7 +30,19 @@ from backend.store.queue import cancel
 from backend.store.writes import write_snapshot_in_space, write_space
 from tests.fixtures.synthetic import build_synthetic_store
 
-TABLES = (Dataset, Image, Run, Snapshot, Layer, Neuron, Space, SpaceSnapshot, NeuronState, Patch, Importance)
+TABLES = (
+    Dataset,
+    Image,
+    Run,
+    Snapshot,
+    Layer,
+    Neuron,
+    Space,
+    SpaceSnapshot,
+    NeuronState,
+    PatchSet,
+    Importance,
+)
 
 
 @pytest.fixture
@@ -79,7 +91,7 @@ def patch_files(data: Path) -> set[str]:
 
 def files_of(store, snapshot_ids: list[int]) -> set[str]:
     with store.session(readonly=True) as s:
-        return set(s.scalars(select(Patch.file).where(Patch.snapshot_id.in_(snapshot_ids))).all())
+        return set(s.scalars(select(PatchSet.file).where(PatchSet.snapshot_id.in_(snapshot_ids))).all())
 
 
 def test_remove_space_keeps_patches_still_computed_elsewhere(setup) -> None:
@@ -128,7 +140,7 @@ def test_remove_run_takes_its_derived_results_and_no_user_file(setup) -> None:
         gone = ids.snapshot_ids[1]
         for model, column in (
             (Snapshot, Snapshot.id),
-            (Patch, Patch.snapshot_id),
+            (PatchSet, PatchSet.snapshot_id),
             (NeuronState, NeuronState.snapshot_id),
         ):
             assert s.scalar(select(func.count()).select_from(model).where(column.in_(gone))) == 0

@@ -17,7 +17,7 @@ from sqlalchemy import event, func, select
 
 from backend.store import (
     NeuronState,
-    Patch,
+    PatchSet,
     SpaceSnapshot,
     Store,
     dialects,
@@ -31,7 +31,7 @@ from backend.store import (
 )
 from backend.store import queue as job_queue
 from backend.store.errors import DatabaseBusyError, StoreError
-from backend.store.models import StagedNeuronState, StagedPatch
+from backend.store.models import StagedNeuronState, StagedPatchSet
 from tests.backend.store.conftest import World
 
 HOLD_LOCK = """
@@ -65,19 +65,14 @@ def _space(store: Store, world: World) -> int:
 
 
 def _patches(ids: np.ndarray, stimuli: np.ndarray, tag: str) -> list[dict]:
+    """One patch set per neuron: its stimuli's boxes and a sprite file of its own."""
     return [
         {
             "neuron_id": int(n),
-            "rank": r,
-            "image_idx": int(stimuli[i, r]),
-            "y0": 0,
-            "x0": 0,
-            "y1": 2,
-            "x1": 2,
+            "boxes": [(int(image), 0, r, 2, r + 2) for r, image in enumerate(stimuli[i])],
             "file": f"patches/{tag}/n{int(n)}.webp",
-        }  # fmt: skip
+        }
         for i, n in enumerate(ids)
-        for r in range(stimuli.shape[1])
     ]
 
 
@@ -118,17 +113,17 @@ def test_staged_then_published_equals_a_direct_write_and_is_invisible_until_then
     staged = writes.stage_snapshot_in_space(store, stage, 7, space_id, snap_staged, ids, stim, maxi, vec, xy)
     writes.stage_patches(store, stage, 7, snap_staged, _patches(ids, stim, "b"))
     assert max(transactions) <= 2, "each staging transaction writes at most STAGE_CHUNK_ROWS rows"
-    assert len(transactions) >= (len(ids) + 3 * len(ids)) // 2
+    assert len(transactions) >= (len(ids) + len(ids)) // 2
     # a reader sees nothing of the staged snapshot before the flip
     assert _count(store, SpaceSnapshot, snapshot_id=snap_staged) == 0
     assert _count(store, NeuronState, snapshot_id=snap_staged) == 0
-    assert _count(store, Patch, snapshot_id=snap_staged) == 0
+    assert _count(store, PatchSet, snapshot_id=snap_staged) == 0
 
     with store.session() as s:
         writes.publish_staged_snapshot(s, space_id, staged, 0.5, 1.0, None)
-        assert writes.publish_staged_patches(s, stage, snap_staged) == 3 * len(ids)
+        assert writes.publish_staged_patches(s, stage, snap_staged) == len(ids)
     writes.discard_stage(store, stage)
-    assert _count(store, StagedNeuronState) == _count(store, StagedPatch) == 0
+    assert _count(store, StagedNeuronState) == _count(store, StagedPatchSet) == 0
     with store.session(readonly=True) as s:
         direct, staged_rows = (snapshot_vectors(s, space_id, snap) for snap in (snap_direct, snap_staged))
         np.testing.assert_array_equal(direct[0], staged_rows[0])
@@ -142,13 +137,10 @@ def test_staged_then_published_equals_a_direct_write_and_is_invisible_until_then
         points = [s.get(SpaceSnapshot, (space_id, snap)).points for snap in (snap_direct, snap_staged)]
         assert points[0] == points[1]
         boxes = [
-            sorted(
-                (p.neuron_id, p.rank, p.image_idx)
-                for p in s.scalars(select(Patch).filter_by(snapshot_id=snap))
-            )
+            sorted((p.neuron_id, p.boxes) for p in s.scalars(select(PatchSet).filter_by(snapshot_id=snap)))
             for snap in (snap_direct, snap_staged)
         ]
-        assert boxes[0] == boxes[1]
+        assert boxes[0] == boxes[1] and len(boxes[0]) == len(ids)
 
 
 def test_packed_patches_keep_their_byte_ranges_and_name_the_files_they_supersede(
@@ -163,9 +155,8 @@ def test_packed_patches_keep_their_byte_ranges_and_name_the_files_they_supersede
     old = _patches(ids, stim, "old")  # one file per neuron, as before schema v5
     old[0]["file"] = "patches/shared.pack"  # a file the new rows name again is not superseded
     last = int(ids[-1])
-    for row in old:  # the last neuron is not restaged: a file its rows still name is not superseded either
-        if row["neuron_id"] == last:
-            row["file"] = f"patches/old/n{int(ids[-2])}.webp"
+    old[-1]["file"] = f"patches/old/n{int(ids[-2])}.webp"  # the last neuron is not restaged: a file its set
+    # still names is not superseded either
     with store.session() as s:
         write_patches(s, snap, old)
     packed = [
@@ -182,9 +173,9 @@ def test_packed_patches_keep_their_byte_ranges_and_name_the_files_they_supersede
     kept = {"patches/shared.pack", f"patches/old/n{int(ids[-2])}.webp"}
     assert superseded == sorted({r["file"] for r in old} - kept) and superseded
     with store.session(readonly=True) as s:
-        rows = {(p.neuron_id, p.rank): (p.file, p.byte_offset, p.byte_length) for p in s.scalars(select(Patch).filter_by(snapshot_id=snap))}  # fmt: skip
-    want = {(r["neuron_id"], r["rank"]): (r["file"], r["byte_offset"], r["byte_length"]) for r in packed}
-    want.update({(r["neuron_id"], r["rank"]): (r["file"], None, None) for r in old if r["neuron_id"] == last})
+        rows = {p.neuron_id: (p.file, p.byte_offset, p.byte_length) for p in s.scalars(select(PatchSet).filter_by(snapshot_id=snap))}  # fmt: skip
+    want = {r["neuron_id"]: (r["file"], r["byte_offset"], r["byte_length"]) for r in packed}
+    want.update({r["neuron_id"]: (r["file"], None, None) for r in old if r["neuron_id"] == last})
     assert rows == want
     for bad in ({"byte_offset": 0}, {"byte_length": 5}, {"byte_offset": -1, "byte_length": 5}, {"byte_offset": 0, "byte_length": 0}):  # fmt: skip
         with pytest.raises(ValueError, match="needs both byte_offset"), store.session() as s:
@@ -206,7 +197,7 @@ def test_publishing_a_discarded_stage_is_refused_and_stale_stages_are_removed(
     writes.stage_snapshot_in_space(store, live_stage, running.id, None, world.snapshot_ids[1], ids, stim, maxi, vec, xy)  # fmt: skip
     writes.stage_patches(store, dead_stage, dead.id, world.snapshot_ids[1], _patches(ids, stim, "x"))
     writes.discard_stale_stages(store)  # job `dead` is queued, not running: its stage goes
-    assert _count(store, StagedNeuronState, stage=dead_stage) == _count(store, StagedPatch) == 0
+    assert _count(store, StagedNeuronState, stage=dead_stage) == _count(store, StagedPatchSet) == 0
     assert _count(store, StagedNeuronState, stage=live_stage) == len(ids)
     with pytest.raises(StoreError, match="run the job again"), store.session() as s:
         writes.publish_staged_snapshot(s, space_id, staged, None, None, None)
