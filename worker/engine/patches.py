@@ -60,13 +60,26 @@ class Sprites:
 
     Attributes:
         pixels: ``(n_rows, tile, tile · k, 3)`` uint8 RGB; row i is the sprite of the i-th requested neuron.
-        patches: one :class:`PatchRef` per stimulus, ordered by image index, then neuron, then rank.
+        table: ``(n_patches, 8)`` int64, one row per stimulus ``(sprite row, neuron, rank, image index, y0, x0,
+            y1, x1)``, ordered by image index, then neuron, then rank (arrays, not 48,000 objects on ResNet18).
         tile: side of a tile in pixels.
     """
 
     pixels: np.ndarray
-    patches: list[PatchRef]
+    table: np.ndarray
     tile: int
+
+    @property
+    def patches(self) -> list[PatchRef]:
+        """One :class:`PatchRef` per stimulus, in :attr:`table`'s order."""
+        return [PatchRef(n, r, m, (y0, x0, y1, x1)) for _, n, r, m, y0, x0, y1, x1 in self.table.tolist()]
+
+    def boxes(self) -> np.ndarray:
+        """``(n_rows, k, 5)`` int64: each sprite row's ``(image index, y0, x0, y1, x1)`` by rank (its tiles)."""
+        k = self.pixels.shape[2] // self.tile if self.pixels.ndim == 4 else 0
+        out = np.zeros((self.pixels.shape[0], k, 5), dtype=np.int64)
+        out[self.table[:, 0], self.table[:, 2]] = self.table[:, 3:]
+        return out
 
 
 def patch_box(
@@ -164,14 +177,15 @@ def make_sprites(
     rows = np.arange(stimuli.n_neurons) if neurons is None else np.asarray(neurons, dtype=np.int64)
     sprite_row = {int(n): i for i, n in enumerate(rows)}
     pixels = np.zeros((rows.size, tile, tile * stimuli.k, 3), dtype=np.uint8)
-    patches: list[PatchRef] = []
+    patches: list[tuple[int, ...]] = []
     total = rows.size * stimuli.k
     for crop in iter_crops(stimuli, fields, load_image, input_size, rows):
         if progress is not None and len(patches) % 512 == 0:
             progress(len(patches) / total)
         _place_tile(pixels[sprite_row[crop.neuron]], crop.rank, fit_tile(crop.image, tile))
-        patches.append(PatchRef(crop.neuron, crop.rank, crop.image_index, crop.box))
-    return Sprites(pixels=pixels, patches=patches, tile=tile)
+        patches.append((sprite_row[crop.neuron], crop.neuron, crop.rank, crop.image_index, *crop.box))
+    table = np.asarray(patches, dtype=np.int64).reshape(-1, 8)
+    return Sprites(pixels=pixels, table=table, tile=tile)
 
 
 def _place_tile(sprite: np.ndarray, rank: int, fitted: np.ndarray) -> None:
@@ -293,12 +307,7 @@ def _sprites_from_array(
         patch_box(layer_fields[layer], (y, x), model_size, image_size) for layer, y, x in distinct.tolist()
     ]
     boxes = np.asarray(table, dtype=np.int64).reshape(-1, 4)[which.reshape(-1)]
-    patches = [
-        PatchRef(n, r, m, (b[0], b[1], b[2], b[3]))
-        for n, r, m, b in zip(
-            neuron_of.tolist(), rank_of.tolist(), image_of.tolist(), boxes.tolist(), strict=True
-        )
-    ]
+    table = np.column_stack([sprite_row[neuron_of], neuron_of, rank_of, image_of, boxes]).astype(np.int64)
 
     pixels = np.zeros((rows.size, tile, tile * stimuli.k, 3), dtype=np.uint8)
     heights, widths = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
@@ -341,4 +350,4 @@ def _sprites_from_array(
             if progress is not None:
                 progress(done / max(1, order.size))
     logger.info("patches: %d crops from %d images (array path)", order.size, len(np.unique(image_of)))
-    return Sprites(pixels=pixels, patches=patches, tile=tile)
+    return Sprites(pixels=pixels, table=table, tile=tile)

@@ -52,7 +52,7 @@ from torch import nn
 from backend.store import PATCH_PACK_SUFFIX, data_dir
 from worker.data.imagefolder import ImageFolderDataset
 from worker.engine.layers import LayerSpec
-from worker.engine.patches import PatchRef, Sprites, make_sprites
+from worker.engine.patches import Sprites, make_sprites
 from worker.engine.receptive_field import ReceptiveField, receptive_fields
 from worker.engine.stimuli import Stimuli
 
@@ -116,6 +116,7 @@ def write_patch_files(
     root = Path(staging) if staging is not None else Path(data_dir())
     attempt = secrets.token_hex(4)
     (root / pack_path(snapshot_id, attempt, 0)).parent.mkdir(parents=True, exist_ok=True)
+    neuron_ids = np.asarray(neuron_ids)
     total = len(neuron_ids)
     # a private scratch folder: publish_files is the atomic step; else each pack appears by one rename
     atomically = staging is None
@@ -140,16 +141,14 @@ def write_patch_files(
         if decoded is not None:
             # Parts of at most PART_BYTES of pixels, each cut and packed by one thread: numpy's copies release the
             # GIL as Pillow's encoder does, so the threads overlap; a part's pixels are freed once it is packed.
-            def cut_and_pack(
-                number: int, part: np.ndarray
-            ) -> tuple[list[PatchRef], str, list[tuple[int, int]]]:
+            def cut_and_pack(number: int, part: np.ndarray) -> tuple[np.ndarray, str, list[tuple[int, int]]]:
                 sprites = cut(part)
-                return (sprites.patches, *pack(number, sprites.pixels))
+                return (sprites.boxes(), *pack(number, sprites.pixels))
 
             parts = _parts(total, sprite_chunk(stimuli.k, PART_BYTES))
             packed = pool.map(cut_and_pack, range(len(parts)), parts)
-            for part, (patches, file, spans) in zip(parts, packed, strict=True):
-                rows.extend(_patch_rows(neuron_ids, patches, _sprite_places(part, file, spans)))
+            for part, (boxes, file, spans) in zip(parts, packed, strict=True):
+                rows.extend(_patch_rows(neuron_ids[part], boxes, [(file, *span) for span in spans]))
                 report(int(part[-1]) + 1, f"patches: sprites {int(part[-1]) + 1}/{total} neurons")
             return rows
         # Images decoded as needed: each chunk is cut by one thread (as large as SPRITE_BYTES allows, so that an
@@ -167,13 +166,13 @@ def write_patch_files(
             packs += len(shares)
             # contiguous shares: views of the chunk's pixels, not copies
             packed = pool.map(pack, numbers, [sprites.pixels[share[0] : share[-1] + 1] for share in shares])
-            encoded, places = 0, {}
+            encoded, places = 0, []
             for share, (file, spans) in zip(shares, packed, strict=True):
-                places.update(_sprite_places(chunk[share], file, spans))
+                places.extend((file, *span) for span in spans)  # shares in order: places in chunk order
                 encoded += share.size
                 done = first + chunk.size * (CROPS_SHARE + (1 - CROPS_SHARE) * encoded / chunk.size)
                 report(done, f"patches: sprites {first + encoded}/{total} neurons")
-            rows.extend(_patch_rows(neuron_ids, sprites.patches, places))
+            rows.extend(_patch_rows(neuron_ids[chunk], sprites.boxes(), places))
             del sprites  # the next chunk's pixels reuse the memory
     finally:  # a stop (progress raises when the job is cancelled) drops the parts not started yet
         pool.shutdown(wait=True, cancel_futures=True)
@@ -185,35 +184,12 @@ def _parts(total: int, size: int) -> list[np.ndarray]:
     return [np.arange(start, min(start + size, total)) for start in range(0, total, size)]
 
 
-def _sprite_places(
-    neurons: np.ndarray, file: str, spans: list[tuple[int, int]]
-) -> dict[int, tuple[str, int, int]]:
-    """Stimuli row → ``(pack file, byte offset, byte length)`` of its sprite, for ``neurons`` packed in that
-    order into ``file`` at ``spans``."""
-    return {int(n): (file, start, length) for n, (start, length) in zip(neurons, spans, strict=True)}
-
-
-def _patch_rows(
-    neuron_ids: np.ndarray, patches: list[PatchRef], places: Mapping[int, tuple[str, int, int]]
-) -> list[dict]:
-    """The patch sets (see :func:`backend.store.write_patches`) of the neurons in ``patches``, one per neuron,
-    in stimuli-row order, each naming its sprite's place in a pack (``places``, by stimuli row)."""
-    table = np.array([(p.neuron, p.rank, p.image_index, *p.box) for p in patches], dtype=np.int64).reshape(
-        -1, 7
-    )
-    rows = np.unique(table[:, 0])
-    k = int(table[:, 1].max()) + 1 if len(table) else 0
-    boxes = np.zeros((len(rows), k, 5), dtype=np.int64)
-    boxes[np.searchsorted(rows, table[:, 0]), table[:, 1]] = table[:, 2:]
+def _patch_rows(neuron_ids: np.ndarray, boxes: np.ndarray, places: list[tuple[str, int, int]]) -> list[dict]:
+    """The patch sets (see :func:`backend.store.write_patches`) of consecutive sprites: each neuron's database
+    id, its ``(k, 5)`` boxes and its sprite's ``(pack file, byte offset, byte length)``, all in sprite order."""
     return [
-        {
-            "neuron_id": int(neuron_ids[row]),
-            "boxes": boxes[i],
-            "file": places[row][0],
-            "byte_offset": places[row][1],
-            "byte_length": places[row][2],
-        }
-        for i, row in enumerate(rows.tolist())
+        {"neuron_id": int(neuron), "boxes": box, "file": file, "byte_offset": start, "byte_length": length}
+        for neuron, box, (file, start, length) in zip(neuron_ids.tolist(), boxes, places, strict=True)
     ]
 
 
