@@ -11,7 +11,7 @@ What each removal deletes, in ONE transaction:
 
 A removal is refused (:class:`ConflictError`, one line saying what to do first) while a queued or running job
 uses the object, or while another object depends on it: a space built on one of the run's snapshots, runs on
-the dataset. The patch files of deleted patch rows are unlinked *after* the commit (a failed transaction leaves
+the dataset. The patch files of deleted patch sets are unlinked *after* the commit (a failed transaction leaves
 every file in place; a crash between the two leaves unreferenced files, never rows without files). Files are
 only ever ConceptEvo's own patch files under the data directory: never the user's checkpoints or images.
 """
@@ -171,7 +171,7 @@ def _patch_files(session: Session, snapshots: Select[Any]) -> list[str]:
 def drop_space_contents(
     session: Session, space_id: int, keep_patches_of: Iterable[int] = ()
 ) -> tuple[dict[str, int], list[str]]:
-    """Delete every snapshot computed in the space (neuron states, points) and the patch rows of those snapshots
+    """Delete every snapshot computed in the space (neuron states, points) and the patch sets of those snapshots
     no other space computes (but those of ``keep_patches_of``, which the caller rewrites), inside the caller's
     transaction; the space row stays. Used by a removal and by a ``build_space --replace``.
 

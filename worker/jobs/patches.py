@@ -90,7 +90,7 @@ def write_patch_files(
     staging: Path | None = None,
     fields: Mapping[str, ReceptiveField] | None = None,
 ) -> list[dict]:
-    """Crop every stimulus under its neuron's receptive field, write the sprites into packs, return patch rows.
+    """Crop every stimulus under its neuron's receptive field, write the sprites into packs, return patch sets.
 
     Args:
         snapshot_id: the snapshot the stimuli belong to.

@@ -8,9 +8,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import inspect, text
 
-from backend.store import Store, open_store, register_dataset, register_layers, register_run, upsert_snapshot
+from backend.store import (
+    SCHEMA_VERSION,
+    Store,
+    open_store,
+    register_dataset,
+    register_layers,
+    register_run,
+    upsert_snapshot,
+)
 
 
 @pytest.fixture
@@ -44,6 +52,18 @@ def execute_behind_the_store(url: str, statements: Iterable[str]) -> None:
         with store.engine.begin() as conn:
             for statement in statements:
                 conn.execute(text(statement))
+    finally:
+        store.dispose()
+
+
+def read_after_opening(url: str, query: str) -> tuple[list[tuple], set[str]]:
+    """Open a database (migrating it), check that it is now at :data:`SCHEMA_VERSION`, and return the rows of
+    ``query`` and the names of its tables."""
+    store = open_store(url)
+    try:
+        with store.session(readonly=True) as s:
+            assert s.execute(text("SELECT schema_version FROM schema_info")).scalar() == SCHEMA_VERSION
+            return [tuple(r) for r in s.execute(text(query))], set(inspect(s.connection()).get_table_names())
     finally:
         store.dispose()
 

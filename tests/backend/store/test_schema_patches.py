@@ -11,10 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from sqlalchemy import inspect, text
 
 from backend.store import (
-    SCHEMA_VERSION,
     open_store,
     register_dataset,
     register_layers,
@@ -23,7 +21,7 @@ from backend.store import (
     upsert_snapshot,
 )
 from backend.store.schema import _migrate_v4_to_v5, _migrate_v5_to_v6
-from tests.backend.store.conftest import execute_behind_the_store
+from tests.backend.store.conftest import execute_behind_the_store, read_after_opening
 
 _RANGE = ", byte_offset BIGINT, byte_length BIGINT"
 _BOX = "rank INTEGER NOT NULL, image_idx INTEGER, y0 INTEGER, x0 INTEGER, y1 INTEGER, x1 INTEGER, file TEXT"
@@ -65,34 +63,16 @@ def _as_old(url: str, version: int, rows: list[tuple]) -> None:
 
 def _patch_sets(url: str) -> list[tuple]:
     """Open (so migrate) the database; its patch sets as ``(snapshot, neuron, boxes, file, offset, length)``."""
-    store = open_store(url)
-    try:
-        with store.session(readonly=True) as s:
-            assert s.execute(text("SELECT schema_version FROM schema_info")).scalar() == SCHEMA_VERSION
-            tables = set(inspect(s.connection()).get_table_names())
-            assert {"patch_sets", "staged_patch_sets"} <= tables and not {
-                "patches",
-                "staged_patches",
-            } & tables
-            rows = s.execute(
-                text(
-                    "SELECT snapshot_id, neuron_id, boxes, file, byte_offset, byte_length FROM patch_sets "
-                    "ORDER BY snapshot_id, neuron_id"
-                )
-            )
-            return [
-                (
-                    snap,
-                    neuron,
-                    np.frombuffer(bytes(boxes), "<i4").reshape(-1, 5).tolist(),
-                    file,
-                    offset,
-                    length,
-                )
-                for snap, neuron, boxes, file, offset, length in rows
-            ]
-    finally:
-        store.dispose()
+    rows, tables = read_after_opening(
+        url,
+        "SELECT snapshot_id, neuron_id, boxes, file, byte_offset, byte_length FROM patch_sets "
+        "ORDER BY snapshot_id, neuron_id",
+    )
+    assert {"patch_sets", "staged_patch_sets"} <= tables and not {"patches", "staged_patches"} & tables
+    return [
+        (snap, neuron, np.frombuffer(bytes(boxes), "<i4").reshape(-1, 5).tolist(), file, offset, length)
+        for snap, neuron, boxes, file, offset, length in rows
+    ]
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])

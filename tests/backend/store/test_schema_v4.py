@@ -5,11 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
 
-from backend.store import SCHEMA_VERSION, open_store
+from backend.store import open_store
 from backend.store.schema import STABLE_MAX_DISPLACEMENT, _migrate_v3_to_v4
-from tests.backend.store.conftest import execute_behind_the_store
+from tests.backend.store.conftest import execute_behind_the_store, read_after_opening
 from worker.engine.stability import MAX_DISPLACEMENT
 
 # (snapshot, cosine, displacement, flag as v3 stored it) → the flag v4 reads
@@ -56,16 +55,8 @@ def _as_v3(url: str) -> None:
 
 
 def _flags(url: str) -> list[tuple]:
-    store = open_store(url)
-    try:
-        with store.session(readonly=True) as s:
-            assert s.execute(text("SELECT schema_version FROM schema_info")).scalar() == SCHEMA_VERSION
-            rows = s.execute(
-                text("SELECT snapshot_id, stable FROM space_snapshots ORDER BY snapshot_id")
-            ).all()
-        return [(r[0], None if r[1] is None else bool(r[1])) for r in rows]
-    finally:
-        store.dispose()
+    rows, _ = read_after_opening(url, "SELECT snapshot_id, stable FROM space_snapshots ORDER BY snapshot_id")
+    return [(r[0], None if r[1] is None else bool(r[1])) for r in rows]
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
