@@ -721,8 +721,12 @@ def _copy_stage(
     """
     extra = dict(constants or {})
     chosen = select(*(getattr(staged, c) for c in columns), *extra.values()).where(staged.stage == stage)
-    result = session.execute(insert(target).from_select([*columns, *extra], chosen))
-    return int(result.rowcount)
+    # preserve_rowcount: SQLAlchemy reads an INSERT's rowcount only when asked; without it psycopg's result says -1,
+    # and every publish on PostgreSQL looked like a stage removed meanwhile (SQLite's driver happened to say).
+    statement = (
+        insert(target).from_select([*columns, *extra], chosen).execution_options(preserve_rowcount=True)
+    )
+    return int(session.execute(statement).rowcount)
 
 
 def write_importance(

@@ -35,8 +35,21 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     store.dispose()
 
 
-def test_add_snapshot_writes_its_sprites_and_leaves_no_scratch(world) -> None:
-    store, space_id, snaps, data = world
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_world(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """:func:`world` on SQLite, then on PostgreSQL (where workers span machines): the staged writes' final copy
+    and its row counts go through each dialect."""
+    monkeypatch.setenv("CONCEPTEVO_DATA", str(tmp_path / "data"))
+    monkeypatch.delenv("CONCEPTEVO_DB", raising=False)
+    (tmp_path / "data").mkdir()
+    url = request.getfixturevalue("pg_url") if request.param == "postgresql" else None
+    store, space_id, snaps = build_tiny_space(tmp_path, url=url)
+    yield store, space_id, snaps, tmp_path / "data"
+    store.dispose()
+
+
+def test_add_snapshot_writes_its_sprites_and_leaves_no_scratch(any_world) -> None:
+    store, space_id, snaps, data = any_world
     job, _ = job_queue.enqueue(store, "add_snapshot", {"space_id": space_id, "snapshot_id": snaps[1]})
     handlers = {"add_snapshot": space_jobs.handle_add_snapshot}
     assert runner.run_worker(store, once=True, poll=0.01, handlers=handlers, install_signals=False) == 1
@@ -51,10 +64,10 @@ def test_add_snapshot_writes_its_sprites_and_leaves_no_scratch(world) -> None:
     assert not (data / "tmp").exists() or not any((data / "tmp").iterdir())
 
 
-def test_recomputing_a_snapshot_replaces_its_packs_and_removes_the_old(world) -> None:
+def test_recomputing_a_snapshot_replaces_its_packs_and_removes_the_old(any_world) -> None:
     """A recompute writes new packs beside the old ones (so readers keep valid rows until its commit), then
     removes the packs its rows no longer name, and the files of neurons stored one file each before v5."""
-    store, space_id, snaps, data = world
+    store, space_id, snaps, data = any_world
     handlers = {"add_snapshot": space_jobs.handle_add_snapshot}
     job_queue.enqueue(store, "add_snapshot", {"space_id": space_id, "snapshot_id": snaps[1]})
     assert runner.run_worker(store, once=True, poll=0.01, handlers=handlers, install_signals=False) == 1

@@ -80,6 +80,22 @@ class World:
 
 @pytest.fixture
 def world(store: Store) -> World:
+    """The small world of :class:`World`, registered in ``store``."""
+    return register_world(store)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_and_world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Store, World]]:
+    """A fresh store on SQLite, then on PostgreSQL, with the small world of :class:`World` registered."""
+    url = str(tmp_path / "db.sqlite") if request.param == "sqlite" else request.getfixturevalue("pg_url")
+    st = open_store(url)
+    try:
+        yield st, register_world(st)
+    finally:
+        st.dispose()
+
+
+def register_world(store: Store) -> World:
     """Register the small world of :class:`World` in ``store``."""
     with store.session() as s:
         ds = register_dataset(

@@ -85,8 +85,9 @@ def _count(store: Store, model, **where) -> int:
 
 
 def test_staged_then_published_equals_a_direct_write_and_is_invisible_until_then(
-    store: Store, world: World, monkeypatch: pytest.MonkeyPatch
+    store_and_world: tuple[Store, World], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    store, world = store_and_world
     monkeypatch.setattr(writes, "STAGE_CHUNK_ROWS", 2)
     space_id = _space(store, world)
     with store.session(readonly=True) as s:
@@ -144,10 +145,11 @@ def test_staged_then_published_equals_a_direct_write_and_is_invisible_until_then
 
 
 def test_packed_patches_keep_their_byte_ranges_and_name_the_files_they_supersede(
-    store: Store, world: World
+    store_and_world: tuple[Store, World],
 ) -> None:
     """Staged rows with a pack's byte ranges are published with them; the files of the replaced rows that no
     new row names are the ones to unlink after the commit, and a half-given range is refused at the door."""
+    store, world = store_and_world
     with store.session(readonly=True) as s:
         ids = run_neurons(s, world.run_id).neuron_id
     stim = _arrays(len(ids))[0]
