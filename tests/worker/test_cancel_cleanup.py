@@ -97,8 +97,8 @@ def test_recomputing_a_snapshot_replaces_its_packs_and_removes_the_old(any_world
     assert not legacy.exists()
 
 
-def test_a_job_cancelled_before_its_results_commit_leaves_no_files(world, monkeypatch) -> None:
-    store, space_id, snaps, data = world
+def test_a_job_cancelled_before_its_results_commit_leaves_no_files(any_world, monkeypatch) -> None:
+    store, space_id, snaps, data = any_world
     job, _ = job_queue.enqueue(store, "add_snapshot", {"space_id": space_id, "snapshot_id": snaps[1]})
     real = space_jobs.write_patch_files
 
