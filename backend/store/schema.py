@@ -132,49 +132,43 @@ def _migrate_v4_to_v5(conn: Connection) -> None:
             _add_missing_columns(conn, table, {"byte_offset": big, "byte_length": big})
 
 
-PATCH_MIGRATION_CHUNK = 5000
-"""Patch sets inserted per statement by the v5 → v6 migration."""
-
-
 def _migrate_v5_to_v6(conn: Connection) -> None:
     """v5 → v6 (issue 12): one ``patch_sets`` row per (snapshot, neuron) — its k boxes packed in one blob, its
     sprite's file and byte range once — replaces the k ``patches`` rows that repeated them (ResNet18: 48,000 rows
-    per epoch, whose staging, copying and clean-up were a third of a snapshot's writing). Each neuron's rows
+    per epoch, whose staging, copying and clean-up were most of a snapshot's write stage). Each neuron's rows
     become one set in rank order, taking rank 0's file and byte range (the worker has always written one sprite
-    per neuron, which all of its ranks name); ``staged_patches`` only held scratch and is dropped. Idempotent:
-    a database that has no ``patches`` table any more is left alone."""
+    per neuron, which all of its ranks name), one snapshot at a time (so memory holds one snapshot's rows);
+    ``staged_patches`` only held scratch and is dropped. Idempotent: a database without ``patches`` is left
+    alone."""
     present = set(inspect(conn).get_table_names())
     PatchSet.__table__.create(conn, checkfirst=True)
     if "patches" in present:
-        rows = conn.execute(
-            text(
-                "SELECT snapshot_id, neuron_id, image_idx, y0, x0, y1, x1, file, byte_offset, byte_length "
-                "FROM patches ORDER BY snapshot_id, neuron_id, rank"
+        snapshots = conn.execute(
+            text("SELECT DISTINCT snapshot_id FROM patches ORDER BY snapshot_id")
+        ).scalars()
+        n_rows = n_sets = 0
+        for snapshot_id in snapshots.all():
+            rows = conn.execute(
+                text(
+                    "SELECT neuron_id, image_idx, y0, x0, y1, x1, file, byte_offset, byte_length FROM patches "
+                    "WHERE snapshot_id = :s ORDER BY neuron_id, rank"
+                ),
+                {"s": snapshot_id},
+            ).all()
+            sets: dict[int, dict[str, object]] = {}
+            boxes: dict[int, list[tuple[int, int, int, int, int]]] = {}
+            for neuron_id, image_idx, y0, x0, y1, x1, file, offset, length in rows:
+                if neuron_id not in sets:
+                    sets[neuron_id] = {"snapshot_id": snapshot_id, "neuron_id": neuron_id, "file": file}
+                    sets[neuron_id].update(byte_offset=offset, byte_length=length)
+                    boxes[neuron_id] = []
+                boxes[neuron_id].append((image_idx, y0, x0, y1, x1))
+            conn.execute(
+                insert(PatchSet.__table__),
+                [{**row, "boxes": pack_boxes(boxes[neuron])} for neuron, row in sets.items()],
             )
-        ).all()
-        sets: list[dict[str, object]] = []
-        boxes: dict[tuple[int, int], list[tuple[int, int, int, int, int]]] = {}
-        for snapshot_id, neuron_id, image_idx, y0, x0, y1, x1, file, offset, length in rows:
-            key = (snapshot_id, neuron_id)
-            if key not in boxes:
-                boxes[key] = []
-                sets.append(
-                    {
-                        "snapshot_id": snapshot_id,
-                        "neuron_id": neuron_id,
-                        "file": file,
-                        "byte_offset": offset,
-                        "byte_length": length,
-                    }
-                )
-            boxes[key].append((image_idx, y0, x0, y1, x1))
-        for i in range(0, len(sets), PATCH_MIGRATION_CHUNK):
-            chunk = [
-                {**row, "boxes": pack_boxes(boxes[(row["snapshot_id"], row["neuron_id"])])}
-                for row in sets[i : i + PATCH_MIGRATION_CHUNK]
-            ]
-            conn.execute(insert(PatchSet.__table__), chunk)
-        log.warning("schema v6: %d patch rows became %d patch sets", len(rows), len(sets))
+            n_rows, n_sets = n_rows + len(rows), n_sets + len(sets)
+        log.warning("schema v6: %d patch rows became %d patch sets", n_rows, n_sets)
         conn.execute(text("DROP TABLE patches"))
     if "staged_patches" in present:
         conn.execute(text("DROP TABLE staged_patches"))
